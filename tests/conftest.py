@@ -1,0 +1,29 @@
+"""Shared fixtures: compose the real Hydra config into a temporary output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from zoo.registry import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def compose_config(output_dir: Path, overrides: list[str] = ()) -> DictConfig:
+    """The config `python train.py <overrides>` would see, writing into `output_dir`."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        config = compose("config", overrides=[*overrides, "~callbacks.progress_bar", "+trainer.enable_progress_bar=false"])
+    with open_dict(config):
+        config.paths.output_dir = str(output_dir)
+        config.paths.data_dir = str(output_dir / "data")
+    return config
+
+
+@pytest.fixture
+def make_config(tmp_path: Path):
+    """Factory: make_config("model=mlp", "trainer.max_epochs=1") -> composed DictConfig."""
+    return lambda *overrides: compose_config(tmp_path, list(overrides))

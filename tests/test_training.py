@@ -1,0 +1,119 @@
+"""End to end: the real config, a real Trainer, TensorBoard files and checkpoints on disk."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from conftest import REPO
+from zoo.training import ConfigError, train
+
+EXPECTED_SCALARS = {"train/loss_step", "train/loss_epoch", "val/loss", "val/acc", "test/loss",
+                    "test/acc", "epoch", "lr-Adam"}
+
+
+def scalars(run_dir: Path) -> EventAccumulator:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+def test_train_writes_metrics_hparams_and_checkpoints(make_config, tmp_path):
+    config = make_config("model=mlp", "trainer.max_epochs=2")
+    metrics = train(config)
+    assert {"val/loss", "val/acc", "test/loss", "test/acc"} <= set(metrics)
+    events = scalars(tmp_path)
+    assert EXPECTED_SCALARS <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("val/acc")) == 2  # one per epoch
+    hparams_tab = {
+        tag: plugin_data_pb2.HParamsPluginData.FromString(content)
+        for tag, content in events.PluginTagToContent("hparams").items()
+    }
+    metric_tags = {m.name.tag for m in hparams_tab["_hparams_/experiment"].experiment.metric_infos}
+    assert {"val/acc", "val/loss", "test/acc", "test/loss"} <= metric_tags
+    start = hparams_tab["_hparams_/session_start_info"].session_start_info
+    assert start.hparams["model._target_"].string_value == "zoo.models.FeedForward"
+    assert start.hparams["optimizer.lr"].number_value == pytest.approx(1e-3)
+    checkpoints = {p.name for p in (tmp_path / "checkpoints").glob("*.ckpt")}
+    assert "last.ckpt" in checkpoints and any(n.startswith("best") for n in checkpoints)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "epochs", "target"), [("cnn", 15, 0.97), ("mlp", 20, 0.95)])
+def test_short_real_run_reaches_accuracy(make_config, model, epochs, target):
+    metrics = train(make_config(f"model={model}", f"trainer.max_epochs={epochs}"))
+    assert metrics["test/acc"] >= target
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["optimizer=sgd", "optimizer.lr=0.05", "data.batch_size=1", "trainer.max_steps=20"],
+        ["data.batch_size=2000", "optimizer=momentum"],  # full batch: one step per epoch
+        ["model=mlp", "model.hidden_sizes=[16,8]", "model.activation=tanh", "model.dropout=0.2"],
+        ["model=mlp", "model.activation=step", "optimizer=rmsprop"],
+        ["optimizer=adagrad", "scheduler=cosine", "seed=7"],
+        ["optimizer=asgd", "scheduler=plateau"],
+    ],
+    ids=["sgd-stochastic", "full-batch", "mlp-tanh", "step-activation", "cosine", "plateau"],
+)
+def test_overrides_train(make_config, overrides):
+    config = make_config(*overrides, "trainer.max_epochs=1")
+    assert train(config)["test/acc"] > 0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=0", "optimizer.lr must be > 0"),
+        ("optimizer.lr=-1", "optimizer.lr must be > 0"),
+        ("model=mlp model.hidden_sizes=[]", "hidden_sizes must be a non-empty list"),
+        ("model=mlp model.hidden_sizes=[64,0]", "hidden_sizes must be a non-empty list"),
+        ("model.dropout=1.0", "dropout must be in [0, 1)"),
+        ("model.dropout=-0.1", "dropout must be in [0, 1)"),
+        ("data.batch_size=0", "batch_size must be an integer >= 1"),
+        ("model=mlp model.activation=swish", "activation must be one of"),
+        ("optimizer=momentum optimizer.momentum=-3", "invalid optimizer"),
+    ],
+)
+def test_invalid_values_fail_before_training(make_config, tmp_path, override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train(make_config(*override.split()))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args, "paths.log_dir=" + str(cwd / "logs")],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["model=resnet9000"], "Available options in 'model'"),
+        (["optimizer=lbfgs2"], "Available options in 'optimizer'"),
+        (["optimizer.lr=-0.1"], "error: optimizer.lr must be > 0"),
+    ],
+)
+def test_cli_bad_input_exits_nonzero_with_a_clear_message(tmp_path, args, expected):
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_cli_multirun_trains_each_model_in_its_own_folder(tmp_path):
+    result = run_cli("-m", "model=mlp,cnn", "trainer.max_epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = sorted({p.parent.name for p in (tmp_path / "logs").rglob("events.out.tfevents.*")})
+    assert len(runs) == 2 and "mlp-digits" in runs[0] + runs[1] and "cnn-digits" in runs[0] + runs[1]
+    assert result.stdout.count("test/acc") == 2  # one summary line per run

@@ -1,0 +1,21 @@
+"""Train one architecture: `python train.py model=cnn`; several: `python train.py -m model=mlp,cnn`."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from zoo.training import ConfigError, train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(config: DictConfig) -> None:
+    try:
+        train(config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

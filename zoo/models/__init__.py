@@ -1,0 +1,10 @@
+"""The architectures: each a LightningModule that is also a plain nn.Module."""
+
+from zoo.models.base import SupervisedModule
+from zoo.models.conv import ConvNet
+from zoo.models.feedforward import FeedForward
+
+MLP = FeedForward
+CNN = ConvNet
+
+__all__ = ["CNN", "MLP", "ConvNet", "FeedForward", "SupervisedModule"]

@@ -1,0 +1,102 @@
+"""One training path: config -> datamodule -> model -> trainer; fit, test, summarise."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard.summary import hparams
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; raised before any training starts."""
+
+
+def build(target: DictConfig, **kwargs: Any) -> Any:
+    """Instantiate `target`, turning constructor errors into one clear ConfigError."""
+    try:
+        return instantiate(target, **kwargs, _convert_="all", _recursive_=False)
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        raise ConfigError(str(cause)) from None
+    except (ValueError, TypeError) as error:
+        raise ConfigError(str(error)) from None
+
+
+def container(config: DictConfig | None) -> Any:
+    """A plain dict/list copy of a config node (or None)."""
+    return None if config is None else OmegaConf.to_container(config, resolve=True)
+
+
+def build_run(config: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """Datamodule first (it decides input shape and task), then the model, then the trainer."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = build(config.data)
+    try:
+        datamodule.setup("fit")
+    except (FileNotFoundError, RuntimeError) as error:
+        raise ConfigError(str(error)) from None
+    model = build(
+        config.model,
+        input_shape=datamodule.input_shape,
+        num_classes=datamodule.num_classes,
+        task=datamodule.task,
+        optimizer=container(config.optimizer),
+        scheduler=container(config.get("scheduler")),
+    )
+    logger = build(config.logger) if config.get("logger") else False
+    callbacks = [build(c) for c in (config.get("callbacks") or {}).values() if c]
+    trainer = build(config.trainer, logger=logger, callbacks=callbacks)
+    return datamodule, model, trainer
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists become strings."""
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: tree if isinstance(tree, (int, float, str, bool)) else str(tree)}
+    return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+
+
+def log_hparams_table(logger: TensorBoardLogger, config: DictConfig, metrics: dict) -> None:
+    """TensorBoard's hparams tab: the whole run config beside its final metrics.
+
+    Only the table's layout is written; the values come from the metrics' own scalar series.
+    """
+    writer = logger.experiment._get_file_writer()
+    for summary in hparams(flatten(container(config)), metrics):
+        writer.add_summary(summary)
+    writer.flush()
+
+
+def final_metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:
+    """The trainer's latest epoch-level metrics whose names start with `prefix`."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
+
+
+def train(config: DictConfig) -> dict[str, float]:
+    """Fit and test the configured model; print one summary line; return the final metrics."""
+    datamodule, model, trainer = build_run(config)
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=config.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - start
+    metrics = final_metrics(trainer, "val/")
+    best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
+    trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False)
+    metrics |= final_metrics(trainer, "test/")
+    seconds = time.perf_counter() - start
+    if isinstance(trainer.logger, TensorBoardLogger):
+        log_hparams_table(trainer.logger, config, metrics)
+    parameters = sum(p.numel() for p in model.parameters())
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("test/"))
+    print(
+        f"{type(model).__name__} on {datamodule.name}: {parameters:,} parameters, {scores}, "
+        f"{trainer.current_epoch} epochs, fit {fit_seconds:.1f} s, total {seconds:.1f} s, "
+        f"logs: {Path(config.paths.output_dir).resolve()}"
+    )
+    return metrics
