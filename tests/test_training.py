@@ -38,7 +38,8 @@ def test_train_writes_metrics_hparams_and_checkpoints(make_config, tmp_path):
     metric_tags = {m.name.tag for m in hparams_tab["_hparams_/experiment"].experiment.metric_infos}
     assert {"val/acc", "val/loss", "test/acc", "test/loss"} <= metric_tags
     start = hparams_tab["_hparams_/session_start_info"].session_start_info
-    assert start.hparams["model._target_"].string_value == "zoo.models.FeedForward"
+    assert start.hparams["model"].string_value == "FeedForward"
+    assert start.hparams["model.hidden_sizes"].string_value == "[256, 128]"
     assert start.hparams["optimizer.lr"].number_value == pytest.approx(1e-3)
     checkpoints = {p.name for p in (tmp_path / "checkpoints").glob("*.ckpt")}
     assert "last.ckpt" in checkpoints and any(n.startswith("best") for n in checkpoints)

@@ -14,6 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
 
+HPARAM_SECTIONS = ("model", "optimizer", "scheduler", "seed")
+
+
 class ConfigError(ValueError):
     """A config value that cannot work; raised before any training starts."""
 
@@ -29,9 +32,9 @@ def build(target: DictConfig, **kwargs: Any) -> Any:
         raise ConfigError(str(error)) from None
 
 
-def container(config: DictConfig | None) -> Any:
-    """A plain dict/list copy of a config node (or None)."""
-    return None if config is None else OmegaConf.to_container(config, resolve=True)
+def container(config: Any) -> Any:
+    """A plain dict/list copy of a config node; other values as they are."""
+    return OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config
 
 
 def build_run(config: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
@@ -64,12 +67,21 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def log_hparams_table(logger: TensorBoardLogger, config: DictConfig, metrics: dict) -> None:
-    """TensorBoard's hparams tab: the whole run config beside its final metrics.
+    """TensorBoard's hparams tab: model, optimizer, data and epochs beside the final metrics.
 
     Only the table's layout is written; the values come from the metrics' own scalar series.
     """
+    chosen = flatten({key: container(config.get(key)) for key in HPARAM_SECTIONS})
+    table = {k: v for k, v in chosen.items() if not k.endswith("._target_")}
+    table |= {
+        "model": config.model._target_.rsplit(".", 1)[-1],
+        "optimizer": config.optimizer._target_.rsplit(".", 1)[-1],
+        "data": config.data._target_.rsplit(".", 1)[-1],
+        "data.batch_size": config.data.batch_size,
+        "max_epochs": config.trainer.max_epochs,
+    }
     writer = logger.experiment._get_file_writer()
-    for summary in hparams(flatten(container(config)), metrics):
+    for summary in hparams(table, metrics):
         writer.add_summary(summary)
     writer.flush()
 
