@@ -1,0 +1,6 @@
+"""LightningDataModules; every one exposes `input_shape`, `num_classes` and `task`."""
+
+from zoo.data.base import InMemoryLoader, TensorDataModule
+from zoo.data.digits import DigitsDataModule
+
+__all__ = ["DigitsDataModule", "InMemoryLoader", "TensorDataModule"]

@@ -1,0 +1,155 @@
+"""Shared data machinery: an in-memory batch loader and a DataModule over whole tensors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+LOADERS = ("auto", "memory", "dataloader")
+
+
+class InMemoryLoader:
+    """Batches by index slicing of tensors that already sit on the target device.
+
+    A fresh random permutation per epoch when shuffling; no workers, no per-sample Python.
+    """
+
+    def __init__(self, *tensors: Tensor, batch_size: int, shuffle: bool = False) -> None:
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.tensors[0]) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        n = len(self.tensors[0])
+        if self.shuffle:
+            order = torch.randperm(n, device=self.tensors[0].device)
+            for start in range(0, n, self.batch_size):
+                index = order[start : start + self.batch_size]
+                yield tuple(t[index] for t in self.tensors)
+        else:
+            for start in range(0, n, self.batch_size):
+                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
+
+
+class TensorDataModule(L.LightningDataModule):
+    """A DataModule whose splits are tensors; subclasses implement `load_splits`.
+
+    `loader="auto"` serves small data from memory (on the training device) and falls back to a
+    torch DataLoader above `memory_limit_mb`; "memory" and "dataloader" force one path.
+    """
+
+    name = "tensors"
+    task = "classification"  # or "regression"
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        loader: str = "auto",
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        memory_limit_mb: int = 2048,
+    ) -> None:
+        super().__init__()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
+        if loader not in LOADERS:
+            raise ValueError(f"data.loader must be one of {LOADERS}, got {loader!r}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers!r}")
+        self.batch_size = batch_size
+        self.loader = loader
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.memory_limit_mb = memory_limit_mb
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """Return {"train"|"val"|"test": (inputs, targets)} as CPU tensors."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            self.splits = self.load_splits()
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input sample, e.g. (1, 8, 8) or (time steps, features)."""
+        self.setup()
+        return tuple(self.splits["train"][0].shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (classification) or of regression outputs."""
+        self.setup()
+        targets = self.splits["train"][1]
+        if self.task == "regression":
+            return 1 if targets.ndim == 1 else targets.shape[1]
+        return int(max(t[1].max() for t in self.splits.values())) + 1
+
+    def _uses_memory(self) -> bool:
+        if self.loader != "auto":
+            return self.loader == "memory"
+        size = sum(t.numel() * t.element_size() for pair in self.splits.values() for t in pair)
+        return size <= self.memory_limit_mb * 2**20
+
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _shard(self, tensors: tuple[Tensor, Tensor]) -> tuple[Tensor, ...]:
+        """Each process of a multi-process run takes every world_size-th sample."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.world_size == 1:
+            return tensors
+        return tuple(t[trainer.global_rank :: trainer.world_size] for t in tensors)
+
+    def _loader(self, split: str, shuffle: bool):
+        self.setup()
+        tensors = self.splits[split]
+        if self._uses_memory():
+            device = self._device()
+            moved = tuple(t.to(device, non_blocking=True) for t in self._shard(tensors))
+            return InMemoryLoader(*moved, batch_size=self.batch_size, shuffle=shuffle)
+        return DataLoader(
+            TensorDataset(*tensors),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader("test", shuffle=False)
+
+
+def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, Tensor]:
+    """A seeded random train/val/test partition of range(n)."""
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction and test_fraction must be in (0, 1) with a sum below 1, "
+            f"got {val_fraction} and {test_fraction}"
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+    return {
+        "test": order[:n_test],
+        "val": order[n_test : n_test + n_val],
+        "train": order[n_test + n_val :],
+    }
