@@ -1,0 +1,131 @@
+"""MNIST, Fashion-MNIST and CIFAR-10 read by torchvision's own dataset classes, held in memory.
+
+Images stay uint8 (60,000 MNIST images: 47 MB); each batch is scaled and normalised on the
+training device in `on_after_batch_transfer`, so both loader paths see float inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision import datasets
+
+from zoo.data.base import TensorDataModule
+
+
+class TorchvisionDataModule(TensorDataModule):
+    """A torchvision image-classification set: its train split divided into train/val (seeded),
+    its test split as test; inputs (channels, height, width) normalised with the set's mean/std."""
+
+    dataset_class: type[datasets.VisionDataset]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        download: bool = False,
+        val_size: int = 5000,
+        seed: int = 0,
+        **loader_args: Any,
+    ) -> None:
+        super().__init__(**loader_args)
+        if not isinstance(val_size, int) or val_size < 1:
+            raise ValueError(f"data.val_size must be an integer >= 1, got {val_size!r}")
+        self.data_dir = Path(data_dir)
+        self.download = download
+        self.val_size = val_size
+        self.seed = seed
+        self._scale_shift: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    def read(self, train: bool) -> tuple[Tensor, Tensor]:
+        """One official split as (uint8 images N x C x H x W, int64 labels), via torchvision."""
+        try:
+            dataset = self.dataset_class(str(self.data_dir), train=train, download=self.download)
+        except RuntimeError as error:
+            if self.download:
+                first_line = str(error).strip().splitlines()[0]
+                raise RuntimeError(f"could not download {self.name} into {self.data_dir}: {first_line}") from None
+            raise FileNotFoundError(self.missing_message()) from None
+        images = torch.as_tensor(np.asarray(dataset.data))
+        images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+        return images.contiguous(), torch.as_tensor(dataset.targets, dtype=torch.long)
+
+    def missing_message(self) -> str:
+        """One line: where the files were expected and how to get them."""
+        return (
+            f"{self.name} files not found (or corrupt) in {self.expected_folder().resolve()}; "
+            f"download them with data.download=true (or put them there, or set data.data_dir)"
+        )
+
+    def expected_folder(self) -> Path:
+        """The folder torchvision reads the raw files from."""
+        raise NotImplementedError
+
+    def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        images, labels = self.read(train=True)
+        if self.val_size >= len(labels):
+            raise ValueError(f"data.val_size must be below the {len(labels)} training images, got {self.val_size}")
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
+        val, train = order[: self.val_size], order[self.val_size :]
+        return {
+            "train": (images[train], labels[train]),
+            "val": (images[val], labels[val]),
+            "test": self.read(train=False),
+        }
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 images -> float, (x / 255 - mean) / std, on the batch's device."""
+        if not (isinstance(batch, (tuple, list)) and batch[0].dtype == torch.uint8):
+            return batch  # e.g. the model summary's float example input
+        images, labels = batch
+        device = images.device
+        if device not in self._scale_shift:
+            std = torch.tensor(self.std).view(-1, 1, 1)
+            mean = torch.tensor(self.mean).view(-1, 1, 1)
+            self._scale_shift[device] = ((1 / (255 * std)).to(device), (-mean / std).to(device))
+        scale, shift = self._scale_shift[device]
+        return torch.addcmul(shift, images.float(), scale), labels
+
+
+class MNISTDataModule(TorchvisionDataModule):
+    """MNIST handwritten digits: 60,000 + 10,000 grey 28x28 images, 10 classes."""
+
+    name = "mnist"
+    dataset_class = datasets.MNIST
+    mean, std = (0.1307,), (0.3081,)
+
+    def expected_folder(self) -> Path:
+        return self.data_dir / self.dataset_class.__name__ / "raw"
+
+    def missing_message(self) -> str:
+        files = ", ".join(Path(name).stem for name, _ in self.dataset_class.resources)
+        return f"{super().missing_message()}; expected files: {files}"
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    """Fashion-MNIST: 60,000 + 10,000 grey 28x28 clothing images, 10 classes."""
+
+    name = "fashion_mnist"
+    dataset_class = datasets.FashionMNIST
+    mean, std = (0.2860,), (0.3530,)
+
+
+class CIFAR10DataModule(TorchvisionDataModule):
+    """CIFAR-10: 50,000 + 10,000 colour 32x32 images, 10 classes."""
+
+    name = "cifar10"
+    dataset_class = datasets.CIFAR10
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+    def expected_folder(self) -> Path:
+        return self.data_dir / self.dataset_class.base_folder
+
+    def missing_message(self) -> str:
+        files = [name for name, _ in self.dataset_class.train_list + self.dataset_class.test_list]
+        files.append(self.dataset_class.meta["filename"])
+        return f"{super().missing_message()}; expected files: {', '.join(files)}"
