@@ -142,6 +142,8 @@ def test_every_architecture_trains_on_every_dataset(make_config, write_dataset, 
     try:
         _, built, _ = build_run(config)
     except ConfigError as error:  # an architecture that does not fit this input shape says so
+        if "input" not in str(error):
+            raise
         pytest.skip(f"{model} does not fit {name}: {error}")
     assert built.input_shape == SHAPES[name]
     metrics = train(config)
