@@ -46,10 +46,12 @@ class TorchvisionDataModule(TensorDataModule):
         """One official split as (uint8 images N x C x H x W, int64 labels), via torchvision."""
         try:
             dataset = self.dataset_class(str(self.data_dir), train=train, download=self.download)
-        except RuntimeError as error:
+        except (RuntimeError, OSError) as error:  # urllib's URLError is an OSError
             if self.download:
-                first_line = str(error).strip().splitlines()[0]
-                raise RuntimeError(f"could not download {self.name} into {self.data_dir}: {first_line}") from None
+                reason = " ".join(str(error).split())  # torchvision's message, on one line
+                raise RuntimeError(f"could not download {self.name} into {self.data_dir}: {reason}") from None
+            if not isinstance(error, RuntimeError):
+                raise
             raise FileNotFoundError(self.missing_message()) from None
         images = torch.as_tensor(np.asarray(dataset.data))
         images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
