@@ -51,7 +51,8 @@ class InMemoryLoader:
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
-        return order[self.rank : n // self.world_size * self.world_size : self.world_size].to(device)
+        usable = n // self.world_size * self.world_size  # equal shares: drop < world_size samples
+        return order[self.rank : usable : self.world_size].to(device)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         order = self._order()

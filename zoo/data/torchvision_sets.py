@@ -49,7 +49,8 @@ class TorchvisionDataModule(TensorDataModule):
         except (RuntimeError, OSError) as error:  # urllib's URLError is an OSError
             if self.download:
                 reason = " ".join(str(error).split())  # torchvision's message, on one line
-                raise RuntimeError(f"could not download {self.name} into {self.data_dir}: {reason}") from None
+                message = f"could not download {self.name} into {self.data_dir}: {reason}"
+                raise RuntimeError(message) from None
             if not isinstance(error, RuntimeError):
                 raise
             raise FileNotFoundError(self.missing_message()) from None
@@ -71,7 +72,9 @@ class TorchvisionDataModule(TensorDataModule):
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         images, labels = self.read(train=True)
         if self.val_size >= len(labels):
-            raise ValueError(f"data.val_size must be below the {len(labels)} training images, got {self.val_size}")
+            raise ValueError(
+                f"data.val_size must be below the {len(labels)} training images, got {self.val_size}"
+            )
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
         val, train = order[: self.val_size], order[self.val_size :]
         return {

@@ -73,8 +73,9 @@ class SupervisedModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         """On CUDA, channels-last memory for convolutional nets; `compile=True`: torch.compile."""
+        on_cuda = self.trainer.strategy.root_device.type == "cuda"
         uses_conv = any(isinstance(m, nn.Conv2d) for m in self.modules())
-        if uses_conv and self.trainer.strategy.root_device.type == "cuda" and not self.channels_last:
+        if on_cuda and uses_conv and not self.channels_last:
             self.channels_last = True
             self.to(memory_format=torch.channels_last)
         if self.compile_model and self._compiled_call_impl is None:
