@@ -94,20 +94,21 @@ def test_real_format_files_load_split_and_normalise(make_config, write_dataset, 
     assert datamodule.input_shape == SHAPES[name] and datamodule.num_classes == 10
     sizes = {split: len(pair[1]) for split, pair in datamodule.splits.items()}
     assert sizes == {"train": TRAIN_SIZE - VAL_SIZE, "val": VAL_SIZE, "test": TEST_SIZE}
-    test_images, test_labels = datamodule.splits["test"]
-    expected = torch.as_tensor(written["test"][0]).view(TEST_SIZE, *SHAPES[name])
-    torch.testing.assert_close(test_images, expected)  # channel-first, pixel for pixel
-    assert test_labels.tolist() == written["test"][1].tolist()
-    # train + val together are exactly the written training images
-    seen = torch.cat([datamodule.splits["train"][0], datamodule.splits["val"][0]]).flatten(1)
-    original = torch.as_tensor(written["train"][0]).flatten(1)
-    assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, original.tolist()))
-    # batches arrive as float, normalised with the dataset's mean and std
-    images, labels = datamodule.on_after_batch_transfer(datamodule.splits["test"], 0)
     mean = torch.tensor(datamodule.mean).view(-1, 1, 1)
     std = torch.tensor(datamodule.std).view(-1, 1, 1)
-    torch.testing.assert_close(images, (expected.float() / 255 - mean) / std)
-    assert images.dtype == torch.float32 and labels.dtype == torch.long
+
+    def pixels(images: torch.Tensor) -> torch.Tensor:  # back from (x / 255 - mean) / std
+        return (images * std + mean).mul(255).round().to(torch.uint8)
+
+    test_images, test_labels = datamodule.splits["test"]
+    expected = torch.as_tensor(written["test"][0]).view(TEST_SIZE, *SHAPES[name])
+    assert test_images.dtype == torch.float32 and test_labels.dtype == torch.long
+    torch.testing.assert_close(test_images, (expected.float() / 255 - mean) / std)  # channel first
+    assert test_labels.tolist() == written["test"][1].tolist()
+    # train + val together are exactly the written training images
+    seen = pixels(torch.cat([datamodule.splits["train"][0], datamodule.splits["val"][0]])).flatten(1)
+    original = torch.as_tensor(written["train"][0]).flatten(1)
+    assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, original.tolist()))
 
 
 def test_train_val_split_is_seeded(make_config, write_dataset):
@@ -122,14 +123,13 @@ def test_train_val_split_is_seeded(make_config, write_dataset):
     assert val_images(0) != val_images(1)
 
 
-def test_both_loaders_give_the_same_normalised_batches(make_config, write_dataset):
+def test_both_loaders_give_the_same_batches(make_config, write_dataset):
     write_dataset("cifar10")
     batches = {}
     for loader in ("memory", "dataloader"):
         datamodule = build(make_config("data=cifar10", f"data.val_size={VAL_SIZE}", f"data.loader={loader}").data)
         datamodule.setup()
-        batch = next(iter(datamodule.val_dataloader()))
-        batches[loader] = datamodule.on_after_batch_transfer(batch, 0)
+        batches[loader] = next(iter(datamodule.val_dataloader()))
     torch.testing.assert_close(batches["memory"], batches["dataloader"])
 
 
@@ -146,9 +146,8 @@ def test_every_architecture_trains_on_every_dataset(make_config, write_dataset, 
             raise
         pytest.skip(f"{model} does not fit {name}: {error}")
     assert built.input_shape == SHAPES[name]
-    metrics = train(config)
-    assert {"test/loss", "test/acc"} <= set(metrics)
-    assert np.isfinite(metrics["test/loss"])
+    scores = {k: v for k, v in train(config).items() if k.startswith("test/")}
+    assert scores and all(np.isfinite(v) for v in scores.values()), scores  # test/acc, or a GAN's
 
 
 @pytest.mark.parametrize("name", ["fashion_mnist", "cifar10"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
@@ -49,7 +50,7 @@ def test_auto_loader_serves_small_data_from_memory_and_large_data_with_a_dataloa
 
 
 SUPERVISED = [name for name in zoo.list_models()
-              if issubclass(zoo.create_model(name, (1, 8, 8), 10).__class__, SupervisedModule)]
+              if issubclass(get_class(model_config(name)._target_), SupervisedModule)]
 
 
 @pytest.mark.parametrize("name", SUPERVISED)
