@@ -42,7 +42,7 @@ class TorchvisionDataModule(TensorDataModule):
         self.seed = seed
 
     def read(self, train: bool) -> tuple[Tensor, Tensor]:
-        """One official split as (uint8 images N x C x H x W, int64 labels), via torchvision."""
+        """One official split as (normalised float32 images N x C x H x W, int64 labels)."""
         try:
             dataset = self.dataset_class(str(self.data_dir), train=train, download=self.download)
         except (RuntimeError, OSError) as error:  # urllib's URLError is an OSError
