@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import lightning as L
 import pytest
 import torch
@@ -13,7 +18,7 @@ import zoo
 from zoo.data import DigitsDataModule, InMemoryLoader
 from zoo.models import SupervisedModule
 from zoo.registry import model_config
-from test_training import run_cli
+from conftest import REPO
 
 
 def epoch_indices(loader: InMemoryLoader) -> list[int]:
@@ -71,10 +76,25 @@ def test_gpu_and_ddp_trainer_configs(make_config):
     assert ddp["strategy"] == "ddp" and ddp["precision"] == "bf16-mixed"
 
 
+def run_ddp_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    """train.py in its own process group, so a timeout also ends the DDP worker it spawned."""
+    command = [sys.executable, str(REPO / "train.py"), *args, f"paths.log_dir={cwd / 'logs'}"]
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=600)  # ~15 s on 2 idle cores
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 @pytest.mark.slow
 def test_ddp_trains_with_two_cpu_processes(tmp_path):
-    result = run_cli("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
-                     "trainer.benchmark=false", "trainer.max_epochs=1", "model=mlp", cwd=tmp_path)
+    result = run_ddp_cli("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                         "trainer.precision=32-true", "trainer.benchmark=false", "trainer.max_epochs=1",
+                         "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2", "model=mlp",
+                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("test/acc") == 1  # only rank 0 prints the summary
     run_dir = next((tmp_path / "logs").glob("mlp-digits/*"))
