@@ -102,6 +102,8 @@ def train(config: DictConfig) -> dict[str, float]:
     trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False)
     metrics |= final_metrics(trainer, "test/")
     seconds = time.perf_counter() - start
+    if not trainer.is_global_zero:  # other DDP processes: rank 0 writes and prints
+        return metrics
     if isinstance(trainer.logger, TensorBoardLogger):
         log_hparams_table(trainer.logger, config, metrics)
     parameters = sum(p.numel() for p in model.parameters())

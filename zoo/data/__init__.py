@@ -2,5 +2,13 @@
 
 from zoo.data.base import InMemoryLoader, TensorDataModule
 from zoo.data.digits import DigitsDataModule
+from zoo.data.torchvision_sets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
-__all__ = ["DigitsDataModule", "InMemoryLoader", "TensorDataModule"]
+__all__ = [
+    "CIFAR10DataModule",
+    "DigitsDataModule",
+    "FashionMNISTDataModule",
+    "InMemoryLoader",
+    "MNISTDataModule",
+    "TensorDataModule",
+]

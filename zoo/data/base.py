@@ -17,26 +17,53 @@ class InMemoryLoader:
     """Batches by index slicing of tensors that already sit on the target device.
 
     A fresh random permutation per epoch when shuffling; no workers, no per-sample Python.
+    With `world_size` > 1 each process takes every world_size-th sample of one order shared by
+    all processes (a per-epoch permutation from `seed` when shuffling), all with equal counts.
     """
 
-    def __init__(self, *tensors: Tensor, batch_size: int, shuffle: bool = False) -> None:
+    def __init__(
+        self,
+        *tensors: Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+    ) -> None:
         self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.seed = seed
+        self.epoch = 0
 
     def __len__(self) -> int:
-        return math.ceil(len(self.tensors[0]) / self.batch_size)
+        return math.ceil(len(self.tensors[0]) // self.world_size / self.batch_size)
+
+    def _order(self) -> Tensor | None:
+        """Sample indices for this epoch and process; None means all, in order."""
+        n, device = len(self.tensors[0]), self.tensors[0].device
+        if self.world_size == 1:
+            return torch.randperm(n, device=device) if self.shuffle else None
+        if self.shuffle:  # the same permutation in every process
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        usable = n // self.world_size * self.world_size  # equal shares: drop < world_size samples
+        return order[self.rank : usable : self.world_size].to(device)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        n = len(self.tensors[0])
-        if self.shuffle:
-            order = torch.randperm(n, device=self.tensors[0].device)
-            for start in range(0, n, self.batch_size):
+        order = self._order()
+        self.epoch += 1
+        if order is None:
+            for start in range(0, len(self.tensors[0]), self.batch_size):
+                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
+        else:
+            for start in range(0, len(order), self.batch_size):
                 index = order[start : start + self.batch_size]
                 yield tuple(t[index] for t in self.tensors)
-        else:
-            for start in range(0, n, self.batch_size):
-                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -102,24 +129,21 @@ class TensorDataModule(L.LightningDataModule):
         size = sum(t.numel() * t.element_size() for pair in self.splits.values() for t in pair)
         return size <= self.memory_limit_mb * 2**20
 
-    def _device(self) -> torch.device:
-        trainer = getattr(self, "trainer", None)
-        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-
-    def _shard(self, tensors: tuple[Tensor, Tensor]) -> tuple[Tensor, ...]:
-        """Each process of a multi-process run takes every world_size-th sample."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None or trainer.world_size == 1:
-            return tensors
-        return tuple(t[trainer.global_rank :: trainer.world_size] for t in tensors)
-
     def _loader(self, split: str, shuffle: bool):
         self.setup()
         tensors = self.splits[split]
         if self._uses_memory():
-            device = self._device()
-            moved = tuple(t.to(device, non_blocking=True) for t in self._shard(tensors))
-            return InMemoryLoader(*moved, batch_size=self.batch_size, shuffle=shuffle)
+            trainer = getattr(self, "trainer", None)
+            device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+            return InMemoryLoader(
+                *(t.to(device, non_blocking=True) for t in tensors),
+                batch_size=self.batch_size,
+                shuffle=shuffle,
+                rank=trainer.global_rank if trainer is not None else 0,
+                world_size=trainer.world_size if trainer is not None else 1,
+                seed=torch.initial_seed() % 2**32,
+            )
+        # Lightning adds a DistributedSampler to this one in multi-process runs.
         return DataLoader(
             TensorDataset(*tensors),
             batch_size=self.batch_size,

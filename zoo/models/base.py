@@ -45,6 +45,7 @@ class SupervisedModule(L.LightningModule):
         task: str = "classification",
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -56,6 +57,8 @@ class SupervisedModule(L.LightningModule):
         self.task = task
         self.optimizer_config = dict(optimizer or DEFAULT_OPTIMIZER)
         self.scheduler_config = dict(scheduler) if scheduler else None
+        self.compile_model = compile  # nn.Module.compile is a method: keep that name free
+        self.channels_last = False  # set in `setup` for convolutional nets on CUDA
         check_optimizer(self.optimizer_config)
         if task == "classification":
             metric = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro")})
@@ -68,6 +71,16 @@ class SupervisedModule(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    def setup(self, stage: str) -> None:
+        """On CUDA, channels-last memory for convolutional nets; `compile=True`: torch.compile."""
+        on_cuda = self.trainer.strategy.root_device.type == "cuda"
+        uses_conv = any(isinstance(m, nn.Conv2d) for m in self.modules())
+        if on_cuda and uses_conv and not self.channels_last:
+            self.channels_last = True
+            self.to(memory_format=torch.channels_last)
+        if self.compile_model and self._compiled_call_impl is None:
+            self.compile()  # in place: parameter names and checkpoints stay as they are
+
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         """Cross-entropy on logits, or mean squared error for regression."""
         if self.task == "classification":
@@ -76,11 +89,14 @@ class SupervisedModule(L.LightningModule):
 
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         output = self(x)
         loss = self.loss(output, y)
         on_step = stage == "train"
+        # sync_dist averages val/test loss over processes once per epoch; never per train step.
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
-                 batch_size=len(x))
+                 batch_size=len(x), sync_dist=not on_step)
         if stage in self.metrics:
             metrics = self.metrics[stage]
             prediction = output.argmax(-1) if self.task == "classification" else output

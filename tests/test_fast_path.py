@@ -1,0 +1,103 @@
+"""The fast path: in-memory loader (one process and DDP shards), compile option, DDP on CPU."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+import zoo
+from zoo.data import DigitsDataModule, InMemoryLoader
+from zoo.models import SupervisedModule
+from zoo.registry import model_config
+from conftest import REPO
+
+
+def epoch_indices(loader: InMemoryLoader) -> list[int]:
+    return torch.cat([index for (index,) in loader]).tolist()
+
+
+def test_in_memory_loader_reshuffles_every_epoch():
+    loader = InMemoryLoader(torch.arange(100), batch_size=32, shuffle=True)
+    first, second = epoch_indices(loader), epoch_indices(loader)
+    assert sorted(first) == sorted(second) == list(range(100)) and first != second
+    assert len(loader) == 4 and epoch_indices(InMemoryLoader(torch.arange(10), batch_size=4)) == list(range(10))
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_ddp_shards_split_one_order_into_equal_disjoint_parts(shuffle):
+    ranks = [InMemoryLoader(torch.arange(101), batch_size=16, shuffle=shuffle, rank=r, world_size=2, seed=3)
+             for r in (0, 1)]
+    for epoch in range(2):
+        parts = [epoch_indices(loader) for loader in ranks]
+        assert len(parts[0]) == len(parts[1]) == 50 == 16 * (len(ranks[0]) - 1) + 2  # same step count
+        assert not set(parts[0]) & set(parts[1])
+        if epoch == 0:
+            first_epoch = parts
+    assert (parts != first_epoch) == shuffle  # a fresh shared permutation each epoch
+
+
+def test_auto_loader_serves_small_data_from_memory_and_large_data_with_a_dataloader():
+    small = DigitsDataModule(batch_size=64)
+    large = DigitsDataModule(batch_size=64, memory_limit_mb=0)
+    assert isinstance(small.train_dataloader(), InMemoryLoader)
+    assert isinstance(large.train_dataloader(), DataLoader)
+    forced = DigitsDataModule(batch_size=64, loader="dataloader", num_workers=2, persistent_workers=True)
+    assert forced.train_dataloader().num_workers == 2 and forced.train_dataloader().persistent_workers
+
+
+SUPERVISED = [name for name in zoo.list_models()
+              if issubclass(get_class(model_config(name)._target_), SupervisedModule)]
+
+
+@pytest.mark.parametrize("name", SUPERVISED)
+def test_compile_option_compiles_in_place_keeping_parameter_names(name):
+    assert "compile" in model_config(name), f"conf/model/{name}.yaml needs `compile: false`"
+    model = zoo.create_model(name, (1, 8, 8), 10, compile=True)
+    names = list(model.state_dict())
+    model.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    model.setup("fit")
+    assert model._compiled_call_impl is not None  # torch.compile'd forward
+    assert list(model.state_dict()) == names and not model.channels_last  # CPU: no channels-last
+
+
+def test_gpu_and_ddp_trainer_configs(make_config):
+    gpu = make_config("trainer=gpu").trainer
+    assert (gpu.accelerator, gpu.precision, gpu.benchmark) == ("gpu", "bf16-mixed", True)
+    ddp = OmegaConf.to_container(make_config("trainer=ddp").trainer)
+    assert ddp["strategy"] == "ddp" and ddp["precision"] == "bf16-mixed"
+
+
+def run_ddp_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    """train.py in its own process group, so a timeout also ends the DDP worker it spawned."""
+    command = [sys.executable, str(REPO / "train.py"), *args, f"paths.log_dir={cwd / 'logs'}"]
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=600)  # ~15 s on 2 idle cores
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.slow
+def test_ddp_trains_with_two_cpu_processes(tmp_path):
+    result = run_ddp_cli("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                         "trainer.precision=32-true", "trainer.benchmark=false", "trainer.max_epochs=1",
+                         "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2", "model=mlp",
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("test/acc") == 1  # only rank 0 prints the summary
+    run_dir = next((tmp_path / "logs").glob("mlp-digits/*"))
+    assert (run_dir / "train_ddp_process_1.log").exists()  # the second process ran train.py
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert "Starting with 2 processes" in result.stdout + result.stderr
