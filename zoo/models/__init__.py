@@ -3,8 +3,9 @@
 from zoo.models.base import SupervisedModule
 from zoo.models.conv import ConvNet
 from zoo.models.feedforward import FeedForward
+from zoo.models.gan import DCGAN, GAN
 
 MLP = FeedForward
 CNN = ConvNet
 
-__all__ = ["CNN", "MLP", "ConvNet", "FeedForward", "SupervisedModule"]
+__all__ = ["CNN", "DCGAN", "GAN", "MLP", "ConvNet", "FeedForward", "SupervisedModule"]
