@@ -1,4 +1,4 @@
-"""Write a PNG grid of samples from a trained GAN: `python sample.py ckpt_path=... n=64 out=samples.png`."""
+"""PNG grid of samples from a trained GAN: `python sample.py ckpt_path=... n=64 out=samples.png`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from torchvision.utils import save_image
 USAGE = "usage: python sample.py ckpt_path=PATH [n=64] [nrow=8] [seed=0] [out=samples.png]"
 
 
-def sample(ckpt_path: str, n: int = 64, nrow: int = 8, seed: int = 0, out: str = "samples.png") -> Path:
-    """Load the GAN checkpoint at `ckpt_path`, draw `n` samples, save them as one PNG grid at `out`."""
+def sample(
+    ckpt_path: str, n: int = 64, nrow: int = 8, seed: int = 0, out: str = "samples.png"
+) -> Path:
+    """Load the GAN checkpoint at `ckpt_path`; save `n` samples as one PNG grid at `out`."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}")
@@ -27,7 +29,8 @@ def sample(ckpt_path: str, n: int = 64, nrow: int = 8, seed: int = 0, out: str =
     if "zoo_class" not in checkpoint:
         raise ValueError(f"{path} is not a GAN checkpoint (no generator to sample from)")
     module, name = checkpoint["zoo_class"].rsplit(".", 1)
-    model = getattr(importlib.import_module(module), name).load_from_checkpoint(path, map_location="cpu")
+    cls = getattr(importlib.import_module(module), name)
+    model = cls.load_from_checkpoint(path, map_location="cpu")
     model.eval()
     torch.manual_seed(seed)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""The GAN family end to end: the FID's sanity anchors, TensorBoard output, sampling a checkpoint."""
+"""The GAN family end to end: the score's sanity anchors, TensorBoard output, sampling."""
 
 from __future__ import annotations
 
@@ -63,8 +63,9 @@ def test_one_epoch_logs_losses_discriminator_outputs_samples_and_scores(make_con
 
     out = tmp_path / "grid.png"
     result = subprocess.run(
-        [sys.executable, str(REPO / "sample.py"), f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}",
-         "n=16", "nrow=4", f"out={out}"], capture_output=True, text=True, timeout=120,
+        [sys.executable, str(REPO / "sample.py"), "n=16", "nrow=4", f"out={out}",
+         f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"],
+        capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     grid = read_image(str(out))
@@ -76,7 +77,7 @@ def test_one_epoch_logs_losses_discriminator_outputs_samples_and_scores(make_con
     [([], "usage: python sample.py"), (["ckpt_path=missing.ckpt"], "error: no checkpoint at")],
 )
 def test_sample_bad_input_exits_nonzero_and_writes_nothing(tmp_path, args, message):
-    result = subprocess.run([sys.executable, str(REPO / "sample.py"), *args, f"out={tmp_path}/x.png"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    command = [sys.executable, str(REPO / "sample.py"), *args, f"out={tmp_path}/x.png"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x.png").exists()

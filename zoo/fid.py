@@ -1,4 +1,4 @@
-"""Sample quality without Inception weights: Fréchet distance in a digits-trained classifier's features.
+"""Sample quality without Inception weights: Fréchet distance in a trained classifier's features.
 
 The feature extractor is the zoo's own ConvNet, trained on the training split of the data the GAN
 learns (a few epochs, with its own Lightning Trainer) and cached on disk keyed by the data's
@@ -80,5 +80,5 @@ def feature_extractor(
 
 
 def frechet_distance(features: nn.Module) -> FrechetInceptionDistance:
-    """torchmetrics' FID over a custom feature extractor (no Inception, no torch-fidelity needed)."""
+    """torchmetrics' FID over a custom feature extractor (no Inception, no torch-fidelity)."""
     return FrechetInceptionDistance(feature=features, normalize=True, reset_real_features=True)

@@ -1,4 +1,4 @@
-"""Generative adversarial networks: a generator G(z) and a discriminator D(x), trained against each other.
+"""Generative adversarial networks: a generator G(z) and a discriminator D(x) trained as rivals.
 
 `GAN` uses multilayer perceptrons, `DCGAN` a transposed-convolution generator and a convolutional
 discriminator; both share one training path (Lightning 2 manual optimization).
@@ -26,7 +26,9 @@ from zoo.models.feedforward import check_sizes
 MONITOR = "val/fid"  # lower is better
 
 
-def image_grid(images: Tensor, low: float, high: float, nrow: int = 8, min_size: int = 32) -> Tensor:
+def image_grid(
+    images: Tensor, low: float, high: float, nrow: int = 8, min_size: int = 32
+) -> Tensor:
     """Images in the data's value range -> one (C, H, W) grid in [0, 1], upscaled if tiny."""
     images = images.detach().float().cpu()
     if images.shape[-1] < min_size:
@@ -94,7 +96,8 @@ class GAN(L.LightningModule):
         self.register_buffer("data_low", torch.tensor(-1.0))
         self.register_buffer("data_high", torch.tensor(1.0))
         # One fixed latent batch, so the logged grid shows the same samples improving.
-        self.register_buffer("fixed_z", torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(0)))
+        seeded = torch.Generator().manual_seed(0)
+        self.register_buffer("fixed_z", torch.randn(64, latent_dim, generator=seeded))
         # The FID metrics hold a frozen classifier; kept out of the module tree (and checkpoints).
         self.scores: dict[str, Any] = {}
 
@@ -226,16 +229,17 @@ class GAN(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizers = [
-            instantiate(self.optimizer_configs["generator"], params=self.generator.parameters()),
-            instantiate(self.optimizer_configs["discriminator"], params=self.discriminator.parameters()),
+            instantiate(self.optimizer_configs[name], params=getattr(self, name).parameters())
+            for name in ("generator", "discriminator")
         ]
         if not self.scheduler_config:
             return optimizers
-        config = {k: v for k, v in self.scheduler_config.items() if k not in ("interval", "monitor")}
+        config = {k: v for k, v in self.scheduler_config.items()
+                  if k not in ("interval", "monitor")}
         return optimizers, [instantiate(config, optimizer=o) for o in optimizers]
 
     def configure_callbacks(self) -> list:
-        """The run's checkpoint callback, monitoring val/fid instead of val/loss (which a GAN lacks)."""
+        """The run's checkpoint callback, monitoring val/fid instead of val/loss (GANs lack it)."""
         current = self.trainer.checkpoint_callback
         if current is None or current.monitor in (None, MONITOR):
             return []
@@ -250,7 +254,7 @@ class GAN(L.LightningModule):
 
 
 class DCGAN(GAN):
-    """Deep convolutional GAN: transposed convolutions up from a small map, strided convolutions down.
+    """Deep convolutional GAN: transposed convolutions up from a small map, strided ones down.
 
     G doubles the spatial size per layer from (H, W) / 2^k, where k is how often both sides halve
     evenly (at most one halving per generator width), so 8x8, 28x28 and 32x32 all come out exact.
@@ -282,7 +286,8 @@ class DCGAN(GAN):
         layers: list[nn.Module] = []
         for i, (width_in, width_out) in enumerate(zip([channels, *widths], widths)):
             stride = 2 if min(height, width) >= 4 else 1
-            layers += [nn.Conv2d(width_in, width_out, 4 if stride == 2 else 3, stride, 1, bias=False)]
+            kernel = 4 if stride == 2 else 3
+            layers += [nn.Conv2d(width_in, width_out, kernel, stride, 1, bias=False)]
             if i > 0:
                 layers.append(nn.BatchNorm2d(width_out))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
