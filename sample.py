@@ -1,0 +1,59 @@
+"""PNG grid of samples from a trained GAN: `python sample.py ckpt_path=... n=64 out=samples.png`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torchvision.utils import save_image
+
+USAGE = "usage: python sample.py ckpt_path=PATH [n=64] [nrow=8] [seed=0] [out=samples.png]"
+
+
+def sample(
+    ckpt_path: str, n: int = 64, nrow: int = 8, seed: int = 0, out: str = "samples.png"
+) -> Path:
+    """Load the GAN checkpoint at `ckpt_path`; save `n` samples as one PNG grid at `out`."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at {path}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and weights-only errors differ by cause
+        raise ValueError(f"cannot read checkpoint {path}: {error}") from None
+    if "zoo_class" not in checkpoint:
+        raise ValueError(f"{path} is not a GAN checkpoint (no generator to sample from)")
+    module, name = checkpoint["zoo_class"].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    model = cls.load_from_checkpoint(path, map_location="cpu")
+    model.eval()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        grid = model.grid(model.sample(n), nrow=nrow)
+    destination = Path(out)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, destination)
+    return destination
+
+
+def main(argv: list[str]) -> int:
+    arguments = OmegaConf.to_container(OmegaConf.from_cli(argv))
+    if "ckpt_path" not in arguments or set(arguments) - {"ckpt_path", "n", "nrow", "seed", "out"}:
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        destination = sample(**arguments)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {destination}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
