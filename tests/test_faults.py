@@ -134,8 +134,8 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 90) -> None
         time.sleep(0.1)
 
 
-SLOW_RUN = ["model=mlp", "data.batch_size=1", "trainer.max_epochs=2",
-            "callbacks.last_checkpoint.every_n_train_steps=50"]
+SLOW_RUN = ["model=mlp", "data.batch_size=4", "trainer.max_epochs=2",
+            "callbacks.last_checkpoint.every_n_train_steps=20"]
 
 
 @pytest.mark.slow
@@ -148,7 +148,7 @@ def test_run_killed_mid_epoch_resumes_to_the_same_epoch_count(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.communicate()
     killed_at = torch.load(last, weights_only=True)
-    assert killed_at["epoch"] == 0 and 0 < killed_at["global_step"] < 1000  # mid first epoch
+    assert killed_at["epoch"] == 0 and 0 < killed_at["global_step"] < 250  # mid first epoch (292 steps)
     result = subprocess.run(cli(*SLOW_RUN, "ckpt_path=last", run_dir=run), capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -169,7 +169,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert "Traceback" not in stderr
-    saved = re.search(r"interrupted at step (\d+): checkpoint saved to (\S+)", stdout)
+    saved = re.search(r"interrupted at step (\d+): checkpoint saved to ([^;\s]+)", stdout)
     assert saved, stdout[-2000:] + stderr[-2000:]
     assert torch.load(saved.group(2), weights_only=True)["global_step"] == int(saved.group(1))
     assert Path(saved.group(2)) == last
