@@ -32,7 +32,7 @@ class Run:
         """The run's cells in COLUMNS order."""
         val = [v for _, v in self.scalars.get(self.val_metric, [])]
         best = (max(val) if self.val_metric == "val/acc" else min(val)) if val else None
-        test_tag = "test/acc" if "test/acc" in self.scalars else "test/loss"
+        test_tag = next((t for t in ("test/acc", "test/loss") if t in self.scalars), None)
         stats = {tag: self.last(f"run/{tag}") for tag in ("parameters", "epochs", "fit_seconds",
                                                            "samples_per_second")}
         epochs = stats["epochs"] if stats["epochs"] is not None else len(val)
@@ -40,7 +40,7 @@ class Run:
             relative(self.folder, root), self.model, self.dataset,
             fmt(stats["parameters"], "{:,.0f}"),
             f"{self.val_metric} {best:.4f}" if best is not None else "-",
-            f"{test_tag} {self.last(test_tag):.4f}",
+            f"{test_tag} {self.last(test_tag):.4f}" if test_tag else "-",
             fmt(epochs, "{:.0f}"), fmt(stats["fit_seconds"], "{:.1f}"),
             fmt(stats["samples_per_second"], "{:,.0f}"),
         ]
@@ -83,10 +83,11 @@ def find_runs(roots: list[Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
     finished, skipped = [], []
     for folder in folders:
         run = load_run(folder)
-        if "test/acc" in run.scalars or "test/loss" in run.scalars:
+        # A finished fit logs run/fit_seconds; a test logs test/*; a crashed run has neither.
+        if any(tag.startswith("test/") or tag == "run/fit_seconds" for tag in run.scalars):
             finished.append(run)
         else:
-            skipped.append((folder, "no test metrics: crashed or interrupted"))
+            skipped.append((folder, "did not finish (no run/fit_seconds, no test metrics): crashed or interrupted"))
     return finished, skipped
 
 
