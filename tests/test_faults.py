@@ -105,7 +105,8 @@ INVALID_OVERRIDES = [
     "+model.nonsense=1", "+data.nonsense=1", "trainer.nonsense=1", "+trainer.nonsense=1",
     "data.val_fraction=1.5", "data.val_fraction=-0.1", "data.loader=fast", "data.num_workers=-1",
     "callbacks.last_checkpoint.every_n_train_steps=-1", "model=mlp model.hidden_sizes=abc",
-    "model=mlp model.activation=5", "model=mlp model.hidden_sizes=[8,-8]",
+    "model=mlp model.activation=5", "model=mlp model.hidden_sizes=[8,-8]", "model.dropout=abc",
+    "optimizer.lr=abc",
 ]
 
 

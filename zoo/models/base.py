@@ -22,7 +22,7 @@ STAGES = ("train", "val", "test")
 def check_optimizer(optimizer: dict[str, Any]) -> None:
     """Fail now, with one clear line, on an optimizer config torch would reject later."""
     lr = optimizer.get("lr")
-    if lr is not None and not lr > 0:
+    if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"optimizer.lr must be > 0, got {lr!r}")
     try:
         instantiate(optimizer, params=[nn.Parameter(torch.zeros(1))])
