@@ -5,6 +5,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from zoo.callbacks import NonFiniteLossError
+from zoo.checkpoints import CheckpointError
 from zoo.training import ConfigError, train
 
 
@@ -12,7 +14,7 @@ from zoo.training import ConfigError, train
 def main(config: DictConfig) -> None:
     try:
         train(config)
-    except ConfigError as error:
+    except (ConfigError, CheckpointError, NonFiniteLossError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 

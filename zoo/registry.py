@@ -9,7 +9,10 @@ from hydra.utils import instantiate
 from lightning import LightningModule
 from omegaconf import OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+# Installed as a package, the configs ship inside it (zoo/conf, see setup.py); in the repo they
+# live in the top-level conf/, which is also Hydra's config dir for train.py.
+PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+CONFIG_DIR = PACKAGED_CONFIG_DIR if PACKAGED_CONFIG_DIR.is_dir() else PACKAGED_CONFIG_DIR.parent.parent / "conf"
 
 
 def list_models() -> list[str]:

@@ -13,6 +13,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
+from zoo.checkpoints import resolve_ckpt_path
+
 
 HPARAM_SECTIONS = ("model", "optimizer", "scheduler", "seed")
 
@@ -94,12 +96,14 @@ def final_metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:
 def train(config: DictConfig) -> dict[str, float]:
     """Fit and test the configured model; print one summary line; return the final metrics."""
     datamodule, model, trainer = build_run(config)
+    ckpt_path = resolve_ckpt_path(config.get("ckpt_path"), config.paths.output_dir)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=config.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
     metrics = final_metrics(trainer, "val/")
     best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
-    trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False)
+    trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False,
+                 weights_only=True)
     metrics |= final_metrics(trainer, "test/")
     seconds = time.perf_counter() - start
     if not trainer.is_global_zero:  # other DDP processes: rank 0 writes and prints

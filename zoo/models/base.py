@@ -12,6 +12,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanSquaredError, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from zoo.checkpoints import checkpoint_errors
+
 TASKS = ("classification", "regression")
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 STAGES = ("train", "val", "test")
@@ -20,7 +22,7 @@ STAGES = ("train", "val", "test")
 def check_optimizer(optimizer: dict[str, Any]) -> None:
     """Fail now, with one clear line, on an optimizer config torch would reject later."""
     lr = optimizer.get("lr")
-    if lr is not None and not lr > 0:
+    if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"optimizer.lr must be > 0, got {lr!r}")
     try:
         instantiate(optimizer, params=[nn.Parameter(torch.zeros(1))])
@@ -67,6 +69,13 @@ class SupervisedModule(L.LightningModule):
         # No train metric: per-step metric updates cost time and train/loss already tells.
         self.metrics = nn.ModuleDict({s: metric.clone(prefix=f"{s}/") for s in STAGES[1:]})
         self.example_input_array = torch.zeros(2, *self.input_shape)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """Restore a trained model; loads plain data only (weights_only), never code."""
+        kwargs["weights_only"] = True
+        with checkpoint_errors(checkpoint_path):
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

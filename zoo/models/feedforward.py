@@ -40,7 +40,7 @@ def make_activation(name: str) -> nn.Module:
 
 def check_dropout(dropout: float) -> None:
     """Dropout must be a probability in [0, 1)."""
-    if not 0 <= dropout < 1:
+    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
         raise ValueError(f"model.dropout must be in [0, 1), got {dropout!r}")
 
 

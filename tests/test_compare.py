@@ -1,0 +1,34 @@
+"""compare.py: table and plot from real runs' event files; crashed runs are skipped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from torch.utils.tensorboard import SummaryWriter
+
+from conftest import REPO, compose_config
+from zoo.training import train
+
+
+@pytest.mark.slow
+def test_compare_tables_finished_runs_plots_them_and_skips_crashed(tmp_path):
+    for model in ("mlp", "cnn"):
+        train(compose_config(tmp_path / "logs" / f"{model}-digits", [f"model={model}", "trainer.max_epochs=2"]))
+    with SummaryWriter(tmp_path / "logs" / "crashed") as writer:
+        writer.add_scalar("val/loss", 1.0, 0)
+    plot = tmp_path / "curves.png"
+    result = subprocess.run([sys.executable, str(REPO / "compare.py"), str(tmp_path / "logs"), "--plot", str(plot)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("skipped") and "crashed" in line for line in lines)
+    rows = {line.split()[1]: line.split() for line in lines if "-digits" in line}
+    assert set(rows) == {"mlp", "cnn"}
+    for cells in rows.values():
+        assert cells[2] == "digits" and cells[3].replace(",", "").isdigit()  # parameters
+        assert cells[4] == "val/acc" and cells[6] == "test/acc" and cells[8] == "2"  # epochs
+        assert float(cells[9]) > 0 and float(cells[10].replace(",", "")) > 0  # seconds, samples/s
+    assert plot.read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,176 @@
+"""Faults and bad input: resume after a hard kill, NaN loss, unsafe or corrupt checkpoints, Ctrl-C,
+determinism, and random invalid overrides."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import HydraException
+
+from conftest import REPO, compose_config
+from zoo.callbacks import NonFiniteLossError
+from zoo.checkpoints import CheckpointError
+from zoo.models import FeedForward
+from zoo.training import ConfigError, train
+
+
+class Payload:
+    """Unpickling this writes a marker file: proof that loading ran code from the checkpoint."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def cli(*args: str, run_dir: Path) -> list[str]:
+    return [sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={run_dir}",
+            "~callbacks.progress_bar", "+trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("trained")
+    train(compose_config(folder, ["model=mlp", "trainer.max_epochs=1"]))
+    return folder / "checkpoints" / "last.ckpt"
+
+
+def test_planted_pickle_payload_never_runs(trained_checkpoint, tmp_path):
+    marker = tmp_path / "payload-ran"
+    checkpoint = torch.load(trained_checkpoint, weights_only=True)
+    checkpoint["payload"] = Payload(marker)
+    evil = tmp_path / "evil.ckpt"
+    torch.save(checkpoint, evil)
+    with pytest.raises(CheckpointError, match="refusing to load .*could run code"):
+        FeedForward.load_from_checkpoint(evil)
+    run = tmp_path / "run"
+    result = subprocess.run(cli("model=mlp", "trainer.max_epochs=1", f"ckpt_path={evil}", run_dir=run),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert re.search(r"^error: refusing to load .*evil.ckpt", result.stderr, re.M)
+    assert "Traceback" not in result.stderr
+    assert not marker.exists()
+    assert not list(run.rglob("*.ckpt"))
+
+
+def test_truncated_checkpoint_gives_one_clear_line(trained_checkpoint, tmp_path):
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(trained_checkpoint.read_bytes()[:4000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as error:
+        FeedForward.load_from_checkpoint(broken)
+    assert "\n" not in str(error.value)
+    config = compose_config(tmp_path / "run", ["model=mlp", f"ckpt_path={broken}"])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        train(config)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(compose_config(tmp_path / "fresh", ["model=mlp", "ckpt_path=last"]))
+
+
+def test_trained_checkpoint_restores_for_inference(trained_checkpoint):
+    model = FeedForward.load_from_checkpoint(trained_checkpoint).eval()
+    assert model(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_a_good_checkpoint(tmp_path):
+    config = compose_config(tmp_path, ["model=mlp", "optimizer=sgd", "optimizer.lr=1e12",
+                                       "callbacks.last_checkpoint.every_n_train_steps=1"])
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*learning rate too high") as error:
+        train(config)
+    assert "\n" not in str(error.value)
+    kept = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in kept["state_dict"].values())
+
+
+def test_same_seed_deterministic_runs_give_identical_metrics(tmp_path):
+    overrides = ["model=cnn", "model.channels=[4]", "trainer.max_epochs=1", "trainer.deterministic=true",
+                 "trainer.accelerator=cpu", "seed=3"]
+    first = train(compose_config(tmp_path / "a", overrides))
+    second = train(compose_config(tmp_path / "b", overrides))
+    assert first == second
+
+
+INVALID_OVERRIDES = [
+    "data.batch_size=abc", "data.batch_size=-4", "data.batch_size=2.5", "model.channels=[-1,4]",
+    "model.channels=abc", "optimizer.lr=-1e-3", "trainer.max_epochs=-2", "model.nonsense=1",
+    "+model.nonsense=1", "+data.nonsense=1", "trainer.nonsense=1", "+trainer.nonsense=1",
+    "data.val_fraction=1.5", "data.val_fraction=-0.1", "data.loader=fast", "data.num_workers=-1",
+    "callbacks.last_checkpoint.every_n_train_steps=-1", "model=mlp model.hidden_sizes=abc",
+    "model=mlp model.activation=5", "model=mlp model.hidden_sizes=[8,-8]", "model.dropout=abc",
+    "optimizer.lr=abc",
+]
+
+
+@pytest.mark.parametrize("override", random.Random(6).sample(INVALID_OVERRIDES, 8))
+def test_random_invalid_overrides_fail_fast(tmp_path, override):
+    key = override.split()[-1].split("=")[0].lstrip("+").split(".")[-1]
+    with pytest.raises((ConfigError, HydraException)) as error:
+        train(compose_config(tmp_path, override.split()))
+    assert key in str(error.value).splitlines()[0]  # Hydra adds a hint line to its own errors
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("override", random.Random(7).sample(INVALID_OVERRIDES, 2))
+def test_random_invalid_overrides_fail_fast_on_the_command_line(tmp_path, override):
+    result = subprocess.run(cli(*override.split(), run_dir=tmp_path / "run"), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+SLOW_RUN = ["model=mlp", "data.batch_size=4", "trainer.max_epochs=2",
+            "callbacks.last_checkpoint.every_n_train_steps=20"]
+
+
+@pytest.mark.slow
+def test_run_killed_mid_epoch_resumes_to_the_same_epoch_count(tmp_path):
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen(cli(*SLOW_RUN, run_dir=run), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(last, process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    killed_at = torch.load(last, weights_only=True)
+    assert killed_at["epoch"] == 0 and 0 < killed_at["global_step"] < 250  # mid first epoch (292 steps)
+    result = subprocess.run(cli(*SLOW_RUN, "ckpt_path=last", run_dir=run), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = re.search(r"test/acc ([\d.]+), .*, (\d+) epochs", result.stdout)
+    assert summary and int(summary.group(2)) == 2
+    assert float(summary.group(1)) > 0.85
+    assert torch.load(last, weights_only=True)["global_step"] > killed_at["global_step"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen(cli(*SLOW_RUN, run_dir=run), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(last, process)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    saved = re.search(r"interrupted at step (\d+): checkpoint saved to ([^;\s]+)", stdout)
+    assert saved, stdout[-2000:] + stderr[-2000:]
+    assert torch.load(saved.group(2), weights_only=True)["global_step"] == int(saved.group(1))
+    assert Path(saved.group(2)) == last

@@ -1,0 +1,101 @@
+"""Small callbacks for faults and comparison: finite loss, step checkpoints, Ctrl-C, run stats."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; training stopped before the bad update."""
+
+
+def checkpoint_dir(trainer: L.Trainer) -> Path | None:
+    """The folder of the trainer's ModelCheckpoint, if it has one."""
+    callback = trainer.checkpoint_callback
+    return Path(callback.dirpath) if callback is not None and callback.dirpath else None
+
+
+class FiniteLossGuard(Callback):
+    """Stop with one clear line when the loss is NaN/inf, before it reaches the weights."""
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
+        if torch.isfinite(loss).all():
+            return
+        lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
+        lr = ", ".join(f"{value:g}" for value in lrs) or "?"
+        folder = checkpoint_dir(trainer)
+        kept = f"; last good checkpoint: {folder / 'last.ckpt'}" if folder and (folder / "last.ckpt").exists() else ""
+        raise NonFiniteLossError(
+            f"training loss became {loss.detach().float().mean().item()} at step "
+            f"{trainer.global_step} (epoch {trainer.current_epoch}); probable cause: learning rate "
+            f"too high (lr={lr}) or bad input values; training stopped{kept}"
+        )
+
+
+class LastCheckpoint(Callback):
+    """Write checkpoints/last.ckpt every `every_n_train_steps` steps and on Ctrl-C.
+
+    Lightning's ModelCheckpoint writes last.ckpt at epoch ends; this one lets a run killed
+    mid-epoch resume close to where it stopped. Writes go to a temporary file first, so a kill
+    during a write never leaves a truncated last.ckpt.
+    """
+
+    def __init__(self, every_n_train_steps: int = 100) -> None:
+        if not isinstance(every_n_train_steps, int) or every_n_train_steps < 0:
+            raise ValueError(f"every_n_train_steps must be an integer >= 0, got {every_n_train_steps!r}")
+        self.every_n_train_steps = every_n_train_steps
+
+    def save(self, trainer: L.Trainer) -> Path | None:
+        """Atomically write last.ckpt into the ModelCheckpoint's folder."""
+        folder = checkpoint_dir(trainer)
+        if folder is None:
+            return None
+        path = folder / "last.ckpt"
+        partial = folder / ".last.ckpt.partial"
+        trainer.save_checkpoint(partial)
+        if trainer.is_global_zero:
+            os.replace(partial, path)
+        return path
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        step = trainer.global_step
+        if self.every_n_train_steps and step and step % self.every_n_train_steps == 0:
+            self.save(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.training:
+            path = self.save(trainer)
+            print(f"interrupted at step {trainer.global_step}: checkpoint saved to {path}; resume "
+                  f"with ckpt_path=last hydra.run.dir={path.parent.parent if path else '<run folder>'}")
+
+
+class RunStats(Callback):
+    """Log run/parameters, run/fit_seconds, run/samples_per_second and run/epochs at the end of fit."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+        self.samples = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        first = batch[0] if isinstance(batch, (tuple, list)) else batch
+        self.samples += len(first)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seconds = time.perf_counter() - self.start
+        stats = {
+            "run/parameters": float(sum(p.numel() for p in pl_module.parameters())),
+            "run/fit_seconds": seconds,
+            "run/samples_per_second": self.samples / seconds if seconds > 0 else 0.0,
+            "run/epochs": float(trainer.current_epoch),
+        }
+        for logger in trainer.loggers:
+            logger.log_metrics(stats, step=trainer.global_step)
