@@ -106,7 +106,7 @@ INVALID_OVERRIDES = [
     "data.val_fraction=1.5", "data.val_fraction=-0.1", "data.loader=fast", "data.num_workers=-1",
     "callbacks.last_checkpoint.every_n_train_steps=-1", "model=mlp model.hidden_sizes=abc",
     "model=mlp model.activation=5", "model=mlp model.hidden_sizes=[8,-8]", "model.dropout=abc",
-    "optimizer.lr=abc",
+    "optimizer.lr=abc", "trainer.max_epochs=abc", "seed=abc", "trainer.max_steps=1.5",
 ]
 
 

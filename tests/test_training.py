@@ -81,6 +81,8 @@ def test_overrides_train(make_config, overrides):
         ("data.batch_size=0", "batch_size must be an integer >= 1"),
         ("model=mlp model.activation=swish", "activation must be one of"),
         ("optimizer=momentum optimizer.momentum=-3", "invalid optimizer"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs must be an integer, got 'abc'"),
+        ("seed=1.5", "seed must be an integer, got 1.5"),
     ],
 )
 def test_invalid_values_fail_before_training(make_config, tmp_path, override, message):

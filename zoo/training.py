@@ -39,8 +39,20 @@ def container(config: Any) -> Any:
     return OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config
 
 
+INTEGER_KEYS = ("seed", "trainer.max_epochs", "trainer.max_steps", "trainer.log_every_n_steps")
+
+
+def check_integers(config: DictConfig) -> None:
+    """Counts Lightning would only reject later, with a bare assertion, fail here in one line."""
+    for key in INTEGER_KEYS:
+        value = OmegaConf.select(config, key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+
+
 def build_run(config: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
     """Datamodule first (it decides input shape and task), then the model, then the trainer."""
+    check_integers(config)
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build(config.data)
     try:
