@@ -26,13 +26,13 @@ class Run:
 
     @property
     def val_metric(self) -> str:
-        return "val/acc" if "val/acc" in self.scalars else "val/loss"
+        return next((t for t in ("val/acc", "val/fid") if t in self.scalars), "val/loss")
 
     def row(self, root: Path) -> list[str]:
         """The run's cells in COLUMNS order."""
         val = [v for _, v in self.scalars.get(self.val_metric, [])]
         best = (max(val) if self.val_metric == "val/acc" else min(val)) if val else None
-        test_tag = next((t for t in ("test/acc", "test/loss") if t in self.scalars), None)
+        test_tag = next((t for t in ("test/acc", "test/fid", "test/loss") if t in self.scalars), None)
         stats = {tag: self.last(f"run/{tag}") for tag in ("parameters", "epochs", "fit_seconds",
                                                            "samples_per_second")}
         epochs = stats["epochs"] if stats["epochs"] is not None else len(val)
@@ -101,7 +101,7 @@ def table(runs: list[Run], root: Path) -> str:
 
 
 def plot(runs: list[Run], path: Path, root: Path) -> Path:
-    """Validation curves of every run on one figure (accuracy when logged, else loss)."""
+    """Validation curves of every run on one figure: accuracy, FID for GANs, else loss."""
     import matplotlib
 
     matplotlib.use("Agg")
