@@ -163,7 +163,9 @@ def test_run_killed_mid_epoch_resumes_to_the_same_epoch_count(tmp_path):
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
-    process = subprocess.Popen(cli(*SLOW_RUN, run_dir=run), stdout=subprocess.PIPE,
+    long_run = [*SLOW_RUN, "trainer.max_epochs=50"]  # cannot finish before the signal arrives
+    long_run.remove("trainer.max_epochs=2")
+    process = subprocess.Popen(cli(*long_run, run_dir=run), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     wait_for(last, process)
     time.sleep(0.3)

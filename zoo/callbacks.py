@@ -60,7 +60,7 @@ class LastCheckpoint(Callback):
             return None
         path = folder / "last.ckpt"
         partial = folder / ".last.ckpt.partial"
-        trainer.save_checkpoint(partial)
+        trainer.save_checkpoint(partial, weights_only=False)  # with optimizer and loop state
         if trainer.is_global_zero:
             os.replace(partial, path)
         return path
