@@ -165,8 +165,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     last = run / "checkpoints" / "last.ckpt"
     long_run = [*SLOW_RUN, "trainer.max_epochs=50"]  # cannot finish before the signal arrives
     long_run.remove("trainer.max_epochs=2")
+    # A shell without job control (CI) starts background jobs with SIGINT ignored, and the child
+    # would inherit that; restore the default so Python turns SIGINT into KeyboardInterrupt.
     process = subprocess.Popen(cli(*long_run, run_dir=run), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(last, process)
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)
