@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from conftest import REPO
-from zoo.training import ConfigError, train
+from conftest import REPO, compose_config
+from zoo.training import ConfigError, build_run, train
 
 EXPECTED_SCALARS = {"train/loss_step", "train/loss_epoch", "val/loss", "val/acc", "test/loss",
                     "test/acc", "epoch", "lr-Adam"}
@@ -43,6 +45,37 @@ def test_train_writes_metrics_hparams_and_checkpoints(make_config, tmp_path):
     assert start.hparams["optimizer.lr"].number_value == pytest.approx(1e-3)
     checkpoints = {p.name for p in (tmp_path / "checkpoints").glob("*.ckpt")}
     assert "last.ckpt" in checkpoints and any(n.startswith("best") for n in checkpoints)
+
+
+@pytest.mark.parametrize("every", [1, 5])
+def test_train_loss_written_on_lightnings_logging_steps_and_epoch_mean_is_weighted(tmp_path, every):
+    config = compose_config(tmp_path, ["model=mlp", "trainer.max_epochs=2", f"trainer.log_every_n_steps={every}"])
+    datamodule, model, trainer = build_run(config)
+    trainer.fit(model, datamodule=datamodule)
+    train_size, batch = len(datamodule.splits["train"][0]), datamodule.batch_size
+    sizes = [batch] * (train_size // batch) + ([train_size % batch] if train_size % batch else [])
+    events = scalars(tmp_path)
+    steps = events.Scalars("train/loss_step")
+    assert [e.step for e in steps] == [s for s in range(2 * len(sizes)) if (s + 1) % every == 0]
+    epochs = events.Scalars("train/loss_epoch")
+    assert len(epochs) == 2 and epochs[1].value < epochs[0].value
+    if every == 1:  # every step seen: the epoch value is the batch-size-weighted mean of the steps
+        for epoch, logged in enumerate(epochs):
+            losses = [e.value for e in steps[epoch * len(sizes):(epoch + 1) * len(sizes)]]
+            weighted = sum(loss * n for loss, n in zip(losses, sizes)) / sum(sizes)
+            assert logged.value == pytest.approx(weighted, rel=1e-5)
+
+
+def test_test_metrics_equal_a_direct_computation_over_the_whole_split(tmp_path):
+    datamodule, model, trainer = build_run(compose_config(tmp_path, ["model=mlp", "trainer.max_epochs=1"]))
+    trainer.fit(model, datamodule=datamodule)
+    logged = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    x, y = datamodule.splits["test"]
+    assert len(x) % datamodule.batch_size  # a smaller last batch: the means must weight it
+    with torch.no_grad():
+        output = model.eval()(x)
+    assert logged["test/loss"] == pytest.approx(F.cross_entropy(output, y).item(), rel=1e-5)
+    assert logged["test/acc"] == pytest.approx((output.argmax(-1) == y).float().mean().item())
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from zoo import fid
-from zoo.models.base import DEFAULT_OPTIMIZER, check_optimizer
+from zoo.models.base import DEFAULT_OPTIMIZER, EpochMeans, StepLogging, check_optimizer
 from zoo.models.feedforward import check_sizes
 
 MONITOR = "val/fid"  # lower is better
@@ -36,7 +36,7 @@ def image_grid(
     return make_grid(images, nrow=nrow, padding=2, normalize=True, value_range=(low, high))
 
 
-class GAN(L.LightningModule):
+class GAN(StepLogging, L.LightningModule):
     """Generator and discriminator of multilayer perceptrons; the shared adversarial training path.
 
     Subclasses override `make_generator` and `make_discriminator`. D learns to tell real images
@@ -98,6 +98,7 @@ class GAN(L.LightningModule):
         # One fixed latent batch, so the logged grid shows the same samples improving.
         seeded = torch.Generator().manual_seed(0)
         self.register_buffer("fixed_z", torch.randn(64, latent_dim, generator=seeded))
+        self.train_means = EpochMeans(["d_loss", "d_real", "d_fake", "g_loss"])
         # The FID metrics hold a frozen classifier; kept out of the module tree (and checkpoints).
         self.scores: dict[str, Any] = {}
 
@@ -167,10 +168,8 @@ class GAN(L.LightningModule):
         self.manual_backward(d_loss)
         optimizer_d.step()
         self.untoggle_optimizer(optimizer_d)
-        log = {"on_step": True, "on_epoch": True, "batch_size": len(real)}
-        self.log("train/d_loss", d_loss, prog_bar=True, **log)
-        self.log("train/d_real", torch.sigmoid(logits_real).mean(), **log)
-        self.log("train/d_fake", torch.sigmoid(logits_fake).mean(), **log)
+        values = {"d_loss": d_loss, "d_real": torch.sigmoid(logits_real).mean(),
+                  "d_fake": torch.sigmoid(logits_fake).mean()}
 
         if (batch_idx + 1) % self.d_steps == 0:
             self.toggle_optimizer(optimizer_g)
@@ -180,9 +179,11 @@ class GAN(L.LightningModule):
             self.manual_backward(g_loss)
             optimizer_g.step()
             self.untoggle_optimizer(optimizer_g)
-            self.log("train/g_loss", g_loss, prog_bar=True, **log)
+            values["g_loss"] = g_loss
+        self.log_train_step(values, len(real), prog_bar=("d_loss", "g_loss"))
 
     def on_train_epoch_end(self) -> None:
+        self.log_epoch("train")
         for scheduler in self._schedulers():
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 if MONITOR in self.trainer.callback_metrics:
