@@ -3,7 +3,7 @@
     python bench/throughput.py              # CPU (and the GPU when present); a few minutes
     python bench/throughput.py --quick      # one repeat, fewer steps: a smoke run
 
-For each family (mlp, cnn, lstm, gan when registered) and each data set (the embedded digits,
+For each family (mlp, cnn, lstm, gan, dcgan) and each data set (the embedded digits,
 and MNIST-shaped synthetic tensors 60000x1x28x28) it measures steady-state training samples/s
 (a) through `zoo.training.build_run` + `trainer.fit` with train.py's own config (logger,
 checkpoints, progress bar) and (b) through a plain loop over the same model class, data loader,
@@ -41,9 +41,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import zoo
 from zoo.data import InMemoryLoader, TensorDataModule
-from zoo.models import SupervisedModule
 from zoo.registry import CONFIG_DIR
 from zoo.training import build_run
+
+
+FID_CACHE = tempfile.mkdtemp(prefix="zoo-bench-fid-")
 
 
 class SyntheticImages(TensorDataModule):
@@ -63,46 +65,19 @@ class SyntheticImages(TensorDataModule):
                         torch.randint(0, 10, (n,), generator=generator)) for split, n in self.sizes.items()}
 
 
-class RowLSTM(SupervisedModule):
-    """An LSTM reading an image row by row (used when zoo has no `lstm` model registered)."""
-
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, hidden_size: int = 128,
-                 **base_args: Any) -> None:
-        super().__init__(input_shape, num_classes, **base_args)
-        self.save_hyperparameters()
-        channels, _, width = self.input_shape
-        self.lstm = nn.LSTM(channels * width, hidden_size, batch_first=True)
-        self.head = nn.Linear(hidden_size, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        output, _ = self.lstm(x.permute(0, 2, 1, 3).flatten(2))  # (N, rows, channels * width)
-        return self.head(output[:, -1])
-
-
-def model_node(family: str) -> DictConfig | None:
-    """The model config the bench uses for `family`, or None when it cannot be built here."""
-    if family in zoo.list_models():
-        return None  # the registered yaml, chosen with model=<family>
-    if family == "lstm":
-        return OmegaConf.create({"_target_": "__main__.RowLSTM", "hidden_size": 128})
-    raise LookupError(f"not registered on this branch (no conf/model/{family}.yaml)")
-
-
 def make_config(family: str, data: str, device: str, output_dir: Path) -> DictConfig:
     """train.py's config for this run: real callbacks, logger and progress bar."""
     trainer = "gpu" if device == "cuda" else "cpu"
-    model = family if family in zoo.list_models() else "mlp"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        config = compose("config", overrides=[f"model={model}", f"trainer={trainer}", "data=digits"])
+        config = compose("config", overrides=[f"model={family}", f"trainer={trainer}", "data=digits"])
     with open_dict(config):
         config.paths.output_dir = str(output_dir)
         config.paths.data_dir = str(output_dir / "data")
-        if (node := model_node(family)) is not None:
-            config.model = node
-        if "fid_classifier_epochs" in config.model:  # GANs: its FID classifier, set up once per run
+        if "fid_classifier_epochs" in config.model:  # GANs: one FID classifier per data set, trained once
             config.model.fid_classifier_epochs = 1
+            config.model.fid_cache_dir = FID_CACHE
         if data == "mnist-shaped":
-            config.data = OmegaConf.create({"_target_": "__main__.SyntheticImages", "batch_size": 128})
+            config.data = OmegaConf.create({"_target_": f"{__name__}.SyntheticImages", "batch_size": 128})
     return config
 
 
@@ -225,9 +200,6 @@ def run_raw(config: DictConfig, clock: StepClock, epochs: int, steps: int | None
     return time.perf_counter() - start
 
 
-GAN_FAMILIES = ("gan", "dcgan")
-
-
 def is_gan(model: nn.Module) -> bool:
     return hasattr(model, "generator") and hasattr(model, "discriminator")
 
@@ -327,6 +299,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one repeat, fewer steps")
     parser.add_argument("--families", default="mlp,cnn,lstm,gan,dcgan")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs per path")
     parser.add_argument("--data", default="digits,mnist-shaped")
     args = parser.parse_args()
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -337,17 +310,10 @@ def main() -> None:
           "| ratio | zoo fit s | raw s |\n|---|---|---|---|---|---|---|---|---|---|")
     for device in devices:
         for family in args.families.split(","):
-            try:
-                model_node(family)
-            except LookupError as skipped:
-                print(f"| {device} | {family} | – | – | skipped: {skipped} | | | | | |")
-                continue
+            if family not in zoo.list_models():
+                raise SystemExit(f"error: unknown family {family!r}; registered: {', '.join(zoo.list_models())}")
             for data in args.data.split(","):
-                if family in GAN_FAMILIES and data != "digits":
-                    print(f"| {device} | {family} | {data} | – | skipped: its FID set-up trains a classifier "
-                          "on all 60,000 images (minutes on CPU); digits only | | | | | |")
-                    continue
-                row = compare(family, data, device, repeats=1 if args.quick else 2, quick=args.quick)
+                row = compare(family, data, device, repeats=1 if args.quick else args.repeats, quick=args.quick)
                 window = f"{row['epochs']} epochs" if row["steps"] is None else f"{row['steps']} steps"
                 print(f"| {device} | {family} | {data} | {row['batch']} | {window} | {row['lightning_sps']:,.0f} "
                       f"| {row['raw_sps']:,.0f} | **{row['ratio']:.2f}** | {row['lightning_s']:.2f} "
