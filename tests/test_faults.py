@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -174,8 +175,14 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
-    assert "Traceback" not in stderr
-    saved = re.search(r"interrupted at step (\d+): checkpoint saved to ([^;\s]+)", stdout)
+    assert "Traceback" not in stderr and process.returncode == 130  # 128 + SIGINT, as shells expect
+    saved = re.search(r"interrupted at step (\d+): checkpoint saved to ([^;\s]+); resume with: (.*)", stdout)
     assert saved, stdout[-2000:] + stderr[-2000:]
     assert torch.load(saved.group(2), weights_only=True)["global_step"] == int(saved.group(1))
     assert Path(saved.group(2)) == last
+    resume = shlex.split(saved.group(3))
+    assert resume[:2] == ["python", "train.py"] and f"hydra.run.dir={run}" in resume and "ckpt_path=last" in resume
+    assert set(long_run) <= set(resume)  # the run's own overrides, so it resumes the same model
+    refused = subprocess.run(cli(*long_run, run_dir=run), capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "already holds an earlier run's checkpoints" in refused.stderr
+    assert torch.load(last, weights_only=True)["global_step"] == int(saved.group(1))  # untouched

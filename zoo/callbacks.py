@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from omegaconf import OmegaConf
 from torch import Tensor
 
 
@@ -73,8 +75,20 @@ class LastCheckpoint(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt) and trainer.training:
             path = self.save(trainer)
-            print(f"interrupted at step {trainer.global_step}: checkpoint saved to {path}; resume "
-                  f"with ckpt_path=last hydra.run.dir={path.parent.parent if path else '<run folder>'}")
+            if path is not None:
+                print(f"interrupted at step {trainer.global_step}: checkpoint saved to {path}; resume "
+                      f"with: {resume_command(path)}")
+
+
+def resume_command(checkpoint: Path) -> str:
+    """How to resume from `checkpoint`: under train.py, its run's command line (from Hydra's
+    record of the overrides) with ckpt_path=last and the run folder."""
+    run_dir = checkpoint.parent.parent
+    record = run_dir / ".hydra" / "overrides.yaml"
+    if not record.is_file():
+        return f"trainer.fit(model, datamodule, ckpt_path={str(checkpoint)!r})"
+    kept = [o for o in OmegaConf.load(record) if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    return shlex.join(["python", "train.py", *kept, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
 
 
 class RunStats(Callback):

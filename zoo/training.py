@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
+from zoo.callbacks import checkpoint_dir
 from zoo.checkpoints import resolve_ckpt_path
 
 
@@ -105,12 +106,28 @@ def final_metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
 
+def check_fresh_folder(trainer: L.Trainer, resuming: bool) -> None:
+    """Refuse to start a new run over an earlier run's checkpoints (resuming them is fine)."""
+    folder = checkpoint_dir(trainer)
+    if not resuming and folder is not None and any(folder.glob("*.ckpt")):
+        raise ConfigError(
+            f"{folder} already holds an earlier run's checkpoints; resume that run with "
+            "ckpt_path=last (and its overrides), or leave hydra.run.dir unset for a new folder"
+        )
+
+
 def train(config: DictConfig) -> dict[str, float]:
     """Fit and test the configured model; print one summary line; return the final metrics."""
     datamodule, model, trainer = build_run(config)
     ckpt_path = resolve_ckpt_path(config.get("ckpt_path"), config.paths.output_dir)
+    check_fresh_folder(trainer, resuming=ckpt_path is not None)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:  # Lightning exits with 1 after Ctrl-C; the shell's convention is 128 + SIGINT
+        if trainer.interrupted:
+            raise SystemExit(130) from None
+        raise
     fit_seconds = time.perf_counter() - start
     metrics = final_metrics(trainer, "val/")
     best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
