@@ -77,6 +77,34 @@ def test_truncated_checkpoint_gives_one_clear_line(trained_checkpoint, tmp_path)
         train(compose_config(tmp_path / "fresh", ["model=mlp", "ckpt_path=last"]))
 
 
+def test_new_run_never_overwrites_an_earlier_runs_checkpoints(trained_checkpoint):
+    before = trained_checkpoint.read_bytes()
+    folder = trained_checkpoint.parent.parent
+    with pytest.raises(ConfigError, match="already holds an earlier run's checkpoints"):
+        train(compose_config(folder, ["model=mlp", "trainer.max_epochs=1"]))
+    with pytest.raises(CheckpointError, match=r"holds another model or size than this run's ConvNet"):
+        train(compose_config(folder, ["model=cnn", "ckpt_path=last"]))
+    assert trained_checkpoint.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_resuming_with_other_overrides_names_the_runs_own_command(tmp_path):
+    run = tmp_path / "run"
+    first = subprocess.run(cli("model=mlp", "model.hidden_sizes=[32]", "trainer.max_epochs=1", run_dir=run),
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr[-2000:]
+    result = subprocess.run(cli("trainer.max_epochs=2", "ckpt_path=last", run_dir=run),  # forgot model=...
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    resume = shlex.split(line.split("resume with: ")[1])
+    assert {"model=mlp", "model.hidden_sizes=[32]", "ckpt_path=last", f"hydra.run.dir={run}"} <= set(resume)
+    command = [sys.executable, str(REPO / "train.py"),
+               *("trainer.max_epochs=2" if arg == "trainer.max_epochs=1" else arg for arg in resume[2:])]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and re.search(r"test/acc [\d.]+, .*, 2 epochs", again.stdout), again.stderr[-2000:]
+
+
 def test_trained_checkpoint_restores_for_inference(trained_checkpoint):
     model = FeedForward.load_from_checkpoint(trained_checkpoint).eval()
     assert model(torch.zeros(3, 1, 8, 8)).shape == (3, 10)

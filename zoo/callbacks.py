@@ -54,6 +54,7 @@ class LastCheckpoint(Callback):
         if not isinstance(every_n_train_steps, int) or every_n_train_steps < 0:
             raise ValueError(f"every_n_train_steps must be an integer >= 0, got {every_n_train_steps!r}")
         self.every_n_train_steps = every_n_train_steps
+        self.overrides: list[str] | None = None  # the run's command line, read at fit start
 
     def save(self, trainer: L.Trainer) -> Path | None:
         """Atomically write last.ckpt into the ModelCheckpoint's folder."""
@@ -72,23 +73,38 @@ class LastCheckpoint(Callback):
         if self.every_n_train_steps and step and step % self.every_n_train_steps == 0:
             self.save(trainer)
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        folder = checkpoint_dir(trainer)
+        self.overrides = hydra_overrides(folder.parent) if folder else None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        """Every checkpoint keeps the run's command-line overrides, to say how to resume it."""
+        if self.overrides is not None:
+            checkpoint["zoo_overrides"] = self.overrides
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt) and trainer.training:
             path = self.save(trainer)
             if path is not None:
                 print(f"interrupted at step {trainer.global_step}: checkpoint saved to {path}; resume "
-                      f"with: {resume_command(path)}")
+                      f"with: {resume_command(path, self.overrides)}")
 
 
-def resume_command(checkpoint: Path) -> str:
-    """How to resume from `checkpoint`: under train.py, its run's command line (from Hydra's
-    record of the overrides) with ckpt_path=last and the run folder."""
-    run_dir = checkpoint.parent.parent
+def hydra_overrides(run_dir: Path) -> list[str] | None:
+    """The command-line overrides Hydra recorded for the run in `run_dir`; None outside Hydra."""
     record = run_dir / ".hydra" / "overrides.yaml"
-    if not record.is_file():
+    return [str(o) for o in OmegaConf.load(record)] if record.is_file() else None
+
+
+def resume_command(checkpoint: Path, overrides: list[str] | None) -> str:
+    """How to resume from `checkpoint`: with train.py, the run's own overrides plus the
+    checkpoint and the run folder; without Hydra, Lightning's ckpt_path."""
+    if overrides is None:
         return f"trainer.fit(model, datamodule, ckpt_path={str(checkpoint)!r})"
-    kept = [o for o in OmegaConf.load(record) if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
-    return shlex.join(["python", "train.py", *kept, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
+    kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    target = "last" if checkpoint.name == "last.ckpt" else str(checkpoint)
+    run_dir = checkpoint.parent.parent
+    return shlex.join(["python", "train.py", *kept, f"ckpt_path={target}", f"hydra.run.dir={run_dir}"])
 
 
 class RunStats(Callback):

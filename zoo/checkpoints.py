@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+from zoo.callbacks import resume_command
 
 
 class CheckpointError(ValueError):
@@ -46,8 +49,32 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | None:
-    """"last" -> <output_dir>/checkpoints/last.ckpt; check that the file loads safely."""
+def check_fits(path: str | Path, model: nn.Module) -> None:
+    """One CheckpointError line when the checkpoint's weights do not fit `model` (another
+    architecture or size), naming the command that resumes the run that wrote it."""
+    checkpoint = read_checkpoint(path)
+    saved, current = checkpoint.get("state_dict", {}), model.state_dict()
+    mismatch = next((key for key in sorted(saved.keys() | current.keys())
+                     if key not in saved or key not in current or saved[key].shape != current[key].shape), None)
+    if mismatch is None:
+        return
+    if mismatch not in current:
+        detail = f"{mismatch} is only there"
+    elif mismatch not in saved:
+        detail = f"{mismatch} is only here"
+    else:
+        detail = f"{mismatch} is {list(saved[mismatch].shape)} there, {list(current[mismatch].shape)} here"
+    overrides = checkpoint.get("zoo_overrides")
+    how = (resume_command(Path(path), overrides) if overrides is not None
+           else "the overrides of the run that wrote it")
+    raise CheckpointError(
+        f"cannot resume from {path}: it holds another model or size than this run's "
+        f"{type(model).__name__} ({detail}); resume with: {how}"
+    )
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path, model: nn.Module) -> str | None:
+    """"last" -> <output_dir>/checkpoints/last.ckpt; check that the file loads safely and fits."""
     if not ckpt_path:
         return None
     if ckpt_path == "last":
@@ -58,5 +85,5 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
                 "as hydra.run.dir=<folder> (with the same overrides)"
             )
         ckpt_path = str(path)
-    read_checkpoint(ckpt_path)
+    check_fits(ckpt_path, model)
     return str(ckpt_path)

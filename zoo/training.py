@@ -119,7 +119,7 @@ def check_fresh_folder(trainer: L.Trainer, resuming: bool) -> None:
 def train(config: DictConfig) -> dict[str, float]:
     """Fit and test the configured model; print one summary line; return the final metrics."""
     datamodule, model, trainer = build_run(config)
-    ckpt_path = resolve_ckpt_path(config.get("ckpt_path"), config.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(config.get("ckpt_path"), config.paths.output_dir, model)
     check_fresh_folder(trainer, resuming=ckpt_path is not None)
     start = time.perf_counter()
     try:
