@@ -108,7 +108,7 @@ def test_bad_override_fails_before_training(make_config, tmp_path):
 
 @pytest.mark.parametrize("model", ["mlp", "lstm"])
 def test_regression_on_the_adding_problem_runs(make_config, model):
-    config = make_config(f"model={model}", "data=adding", "data.seq_len=10",
+    config = make_config("experiment=adding", f"model={model}", "data.seq_len=10",
                          "data.num_samples=200", "+trainer.fast_dev_run=true")
     metrics = train(config)
     assert "test/acc" not in metrics and "val/acc" not in metrics

@@ -116,6 +116,7 @@ def test_overrides_train(make_config, overrides):
         ("optimizer=momentum optimizer.momentum=-3", "invalid optimizer"),
         ("trainer.max_epochs=abc", "trainer.max_epochs must be an integer, got 'abc'"),
         ("seed=1.5", "seed must be an integer, got 1.5"),
+        ("model=mlp +model.hidden_size=3", "zoo.models.FeedForward takes no option 'hidden_size'"),
     ],
 )
 def test_invalid_values_fail_before_training(make_config, tmp_path, override, message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,18 @@ def build(target: DictConfig, **kwargs: Any) -> Any:
     try:
         return instantiate(target, **kwargs, _convert_="all", _recursive_=False)
     except InstantiationException as error:
-        cause = error.__cause__ or error
-        raise ConfigError(str(cause)) from None
+        raise ConfigError(explain(target, error.__cause__ or error)) from None
     except (ValueError, TypeError) as error:
-        raise ConfigError(str(error)) from None
+        raise ConfigError(explain(target, error)) from None
+
+
+def explain(target: DictConfig, error: BaseException) -> str:
+    """The constructor's message; for an unknown keyword, which class does not take it."""
+    unknown = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+    if isinstance(error, TypeError) and unknown:
+        return (f"{target.get('_target_')} takes no option {unknown.group(1)!r}; "
+                "its yaml in conf/ lists the options it takes")
+    return str(error)
 
 
 def container(config: Any) -> Any:
