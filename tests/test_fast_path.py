@@ -18,6 +18,7 @@ import zoo
 from zoo.data import DigitsDataModule, InMemoryLoader
 from zoo.models import SupervisedModule
 from zoo.registry import model_config
+from zoo.training import build_run, train
 from conftest import REPO
 
 
@@ -69,6 +70,35 @@ def test_compile_option_compiles_in_place_keeping_parameter_names(name):
     assert list(model.state_dict()) == names and not model.channels_last  # CPU: no channels-last
 
 
+def test_channels_last_steps_match_contiguous_ones():
+    """What CUDA runs for conv nets (channels-last weights and inputs) gives the same loss and
+    gradients as the contiguous layout; checked on the CPU, where CI can run it."""
+    torch.manual_seed(0)
+    plain = zoo.create_model("cnn", (1, 8, 8), 10)
+    fast = zoo.create_model("cnn", (1, 8, 8), 10)
+    fast.load_state_dict(plain.state_dict())
+    fast.channels_last = True
+    fast.to(memory_format=torch.channels_last)
+    batch = (torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,)))
+    losses = [model.eval()._step(batch)[0] for model in (plain, fast)]  # eval: no dropout masks
+    for loss in losses:
+        loss.backward()
+    assert losses[1].item() == pytest.approx(losses[0].item(), rel=1e-5)
+    conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+
+
+@pytest.mark.parametrize("model", ["cnn", "lstm"])
+def test_gpu_trainer_settings_train_on_the_cpu(make_config, model):
+    """trainer=gpu's bf16-mixed precision and benchmark flag, on the CPU (autocast to bfloat16)."""
+    metrics = train(make_config(f"model={model}", "trainer=gpu", "trainer.accelerator=cpu",
+                                "+trainer.limit_train_batches=5", "trainer.max_epochs=2"))
+    assert all(torch.isfinite(torch.tensor(value)) for value in metrics.values())
+    assert metrics["test/acc"] > 0.2  # ten steps of bf16 training beat chance (0.1)
+
+
 def test_gpu_and_ddp_trainer_configs(make_config):
     gpu = make_config("trainer=gpu").trainer
     assert (gpu.accelerator, gpu.precision, gpu.benchmark) == ("gpu", "bf16-mixed", True)
@@ -101,3 +131,17 @@ def test_ddp_trains_with_two_cpu_processes(tmp_path):
     assert (run_dir / "train_ddp_process_1.log").exists()  # the second process ran train.py
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
     assert "Starting with 2 processes" in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: Lightning's setting stays")
+def test_cpu_runs_without_a_gpu_skip_nvml_in_every_optimizer_step(make_config, monkeypatch):
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # what `import lightning` sets
+    build_run(make_config("model=mlp"))
+    assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ
+    calls = []
+    monkeypatch.setattr(torch.cuda, "_raw_device_count_nvml", lambda: calls.append(1) or -1)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.ones(2, 3)).sum().backward()
+    optimizer.step()
+    assert not calls  # torch's per-step CUDA check no longer loads NVML
