@@ -143,6 +143,9 @@ def run_lightning(config: DictConfig, clock: StepClock, epochs: int, steps: int 
 def run_raw(config: DictConfig, clock: StepClock, epochs: int, steps: int | None, device: str) -> float:
     """(b): the same model, loader, batch size, optimizer and precision in a plain loop,
     with a validation pass per epoch like the Lightning run; returns seconds."""
+    # A plain PyTorch script never imports Lightning, which sets this; with it, each Adam step
+    # tries to load NVML on a machine without a GPU (zoo.training.drop_nvml_check_without_gpu).
+    os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     L.seed_everything(config.seed, verbose=False)
     datamodule = instantiate(config.data, _convert_="all")
     datamodule.setup("fit")
