@@ -2,6 +2,7 @@
 
     python bench/step_overhead.py                 # digits MLP (the shortest step), best of 5
     python bench/step_overhead.py --family cnn --repeats 3
+    python bench/step_overhead.py --device cuda   # on a GPU: trainer=gpu's settings
 
 Each row adds one part of train.py's default config to the one above and reports milliseconds
 per training step (steady state: epochs after the first, time between step ends, as in
@@ -36,10 +37,10 @@ STEPS = [
 ]
 
 
-def step_ms(family: str, epochs: int, parts: dict) -> float:
+def step_ms(family: str, epochs: int, parts: dict, device: str) -> float:
     """ms per training step of train.py's config reduced to `parts`."""
     with tempfile.TemporaryDirectory() as folder:
-        config = make_config(family, "digits", "cpu", Path(folder))
+        config = make_config(family, "digits", device, Path(folder))
         with open_dict(config):
             config.trainer.max_epochs = epochs
             config.trainer.enable_progress_bar = "progress_bar" in parts["callbacks"]
@@ -52,18 +53,18 @@ def step_ms(family: str, epochs: int, parts: dict) -> float:
         datamodule, model, trainer = build_run(config)
         if not parts["log"]:
             model.log_train_step = lambda values, *args, **kwargs: None
-        clock = StepClock("cpu", warmup_steps=0, skip_epochs=1)
+        clock = StepClock(device, warmup_steps=0, skip_epochs=1)
         trainer.callbacks.append(ClockCallback(clock))
         with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):
             trainer.fit(model, datamodule=datamodule)
     return datamodule.batch_size / clock.throughput * 1e3
 
 
-def raw_ms(family: str, epochs: int) -> float:
+def raw_ms(family: str, epochs: int, device: str) -> float:
     with tempfile.TemporaryDirectory() as folder:
-        config = make_config(family, "digits", "cpu", Path(folder))
-        clock = StepClock("cpu", warmup_steps=0, skip_epochs=1)
-        run_raw(config, clock, epochs, None, "cpu")
+        config = make_config(family, "digits", device, Path(folder))
+        clock = StepClock(device, warmup_steps=0, skip_epochs=1)
+        run_raw(config, clock, epochs, None, device)
     return config.data.batch_size / clock.throughput * 1e3
 
 
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--family", default="mlp")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=5, help="best of this many runs per row")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     cumulative, rows = {"log": False, "logger": False, "callbacks": []}, []
@@ -83,11 +85,11 @@ def main() -> None:
     best = {"raw PyTorch loop (throughput.py's)": float("inf"), **{name: float("inf") for name, _ in rows}}
     for _ in range(args.repeats):  # rows interleaved, so a slow spell of the machine hits all of them
         best["raw PyTorch loop (throughput.py's)"] = min(best["raw PyTorch loop (throughput.py's)"],
-                                                          raw_ms(args.family, args.epochs))
+                                                          raw_ms(args.family, args.epochs, args.device))
         for name, parts in rows:
-            best[name] = min(best[name], step_ms(args.family, args.epochs, parts))
+            best[name] = min(best[name], step_ms(args.family, args.epochs, parts, args.device))
     print(versions())
-    print(f"\n{args.family} on digits, batch 64, best of {args.repeats}\n\n| configuration | ms per step | "
+    print(f"\n{args.family} on digits, {args.device}, batch 64, best of {args.repeats}\n\n| configuration | ms per step | "
           "added |\n|---|---|---|")
     previous = None
     for name, ms in best.items():
