@@ -12,13 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from hydra.errors import HydraException
 
 from conftest import REPO, compose_config
-from zoo.callbacks import NonFiniteLossError
+from zoo.callbacks import LastCheckpoint, NonFiniteLossError
 from zoo.checkpoints import CheckpointError
 from zoo.models import FeedForward
 from zoo.training import ConfigError, train
@@ -120,6 +121,21 @@ def test_nan_loss_stops_with_one_line_and_keeps_a_good_checkpoint(tmp_path):
     assert all(torch.isfinite(t).all() for t in kept["state_dict"].values())
 
 
+def test_last_checkpoint_is_due_by_training_time_or_step_count():
+    def trainer(step: int) -> SimpleNamespace:  # what LastCheckpoint.due reads
+        return SimpleNamespace(global_step=step, strategy=SimpleNamespace(broadcast=lambda decision: decision))
+
+    clock_step = LastCheckpoint.CLOCK_STEPS
+    timed, by_default = LastCheckpoint(every_n_seconds=0.05), LastCheckpoint()
+    assert not timed.due(trainer(clock_step))  # 0.05 s have not passed yet
+    time.sleep(0.06)
+    assert timed.due(trainer(clock_step))
+    assert not timed.due(trainer(clock_step + 1))  # the clock is read every CLOCK_STEPS steps only
+    assert not by_default.due(trainer(clock_step))  # its minute has not passed
+    counted = LastCheckpoint(every_n_seconds=None, every_n_train_steps=7)
+    assert [step for step in range(22) if counted.due(trainer(step))] == [7, 14, 21]
+
+
 def test_same_seed_deterministic_runs_give_identical_metrics(tmp_path):
     overrides = ["model=cnn", "model.channels=[4]", "trainer.max_epochs=1", "trainer.deterministic=true",
                  "trainer.accelerator=cpu", "seed=3"]
@@ -133,7 +149,8 @@ INVALID_OVERRIDES = [
     "model.channels=abc", "optimizer.lr=-1e-3", "trainer.max_epochs=-2", "model.nonsense=1",
     "+model.nonsense=1", "+data.nonsense=1", "trainer.nonsense=1", "+trainer.nonsense=1",
     "data.val_fraction=1.5", "data.val_fraction=-0.1", "data.loader=fast", "data.num_workers=-1",
-    "callbacks.last_checkpoint.every_n_train_steps=-1", "model=mlp model.hidden_sizes=abc",
+    "callbacks.last_checkpoint.every_n_train_steps=-1", "callbacks.last_checkpoint.every_n_seconds=0",
+    "model=mlp model.hidden_sizes=abc",
     "model=mlp model.activation=5", "model=mlp model.hidden_sizes=[8,-8]", "model.dropout=abc",
     "optimizer.lr=abc", "trainer.max_epochs=abc", "seed=abc", "trainer.max_steps=1.5",
 ]
