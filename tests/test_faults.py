@@ -126,14 +126,25 @@ def test_last_checkpoint_is_due_by_training_time_or_step_count():
         return SimpleNamespace(global_step=step, strategy=SimpleNamespace(broadcast=lambda decision: decision))
 
     clock_step = LastCheckpoint.CLOCK_STEPS
-    timed, by_default = LastCheckpoint(every_n_seconds=0.05), LastCheckpoint()
-    assert not timed.due(trainer(clock_step))  # 0.05 s have not passed yet
-    time.sleep(0.06)
+    timed = LastCheckpoint(every_n_seconds=60)
+    assert not timed.due(trainer(clock_step))  # 60 s have not passed yet
+    timed.last_write -= 61  # as if the last write was 61 s ago
     assert timed.due(trainer(clock_step))
     assert not timed.due(trainer(clock_step + 1))  # the clock is read every CLOCK_STEPS steps only
-    assert not by_default.due(trainer(clock_step))  # its minute has not passed
     counted = LastCheckpoint(every_n_seconds=None, every_n_train_steps=7)
     assert [step for step in range(22) if counted.due(trainer(step))] == [7, 14, 21]
+
+
+def test_last_checkpoint_written_mid_first_epoch_is_replaced_at_the_epoch_end(tmp_path):
+    # Lightning versions a last.ckpt it did not write itself (last-v1.ckpt), which would leave
+    # ckpt_path=last pointing at the stale mid-epoch file.
+    train(compose_config(tmp_path, ["model=mlp", "model.hidden_sizes=[16]", "trainer.max_epochs=1",
+                                    "callbacks.last_checkpoint.every_n_train_steps=5"]))
+    folder = tmp_path / "checkpoints"
+    assert sorted(path.name for path in folder.glob("last*.ckpt")) == ["last.ckpt"]
+    last = torch.load(folder / "last.ckpt", weights_only=True)
+    best = next(folder.glob("best-*.ckpt"))
+    assert last["global_step"] == torch.load(best, weights_only=True)["global_step"] > 5
 
 
 def test_same_seed_deterministic_runs_give_identical_metrics(tmp_path):
