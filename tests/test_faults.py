@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from hydra.errors import HydraException
@@ -145,6 +146,28 @@ def test_last_checkpoint_written_mid_first_epoch_is_replaced_at_the_epoch_end(tm
     last = torch.load(folder / "last.ckpt", weights_only=True)
     best = next(folder.glob("best-*.ckpt"))
     assert last["global_step"] == torch.load(best, weights_only=True)["global_step"] > 5
+
+
+class InterruptDuringValidation(L.Callback):
+    """Ctrl-C as it lands when it arrives while a fit is validating."""
+
+    def on_validation_batch_start(self, trainer: L.Trainer, *args) -> None:
+        if not trainer.sanity_checking:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_validation_saves_a_checkpoint(tmp_path, capsys):
+    config = compose_config(tmp_path, ["model=mlp", "model.hidden_sizes=[16]", "trainer.max_epochs=2",
+                                       f"+callbacks.interrupt._target_={__name__}.InterruptDuringValidation"])
+    with pytest.raises(SystemExit) as exit_:
+        train(config)
+    assert exit_.value.code == 130
+    saved = re.search(r"interrupted at step (\d+): checkpoint saved to (\S+);", capsys.readouterr().out)
+    assert saved and Path(saved.group(2)) == tmp_path / "checkpoints" / "last.ckpt"
+    assert torch.load(saved.group(2), weights_only=True)["global_step"] == int(saved.group(1)) > 0
+    train(compose_config(tmp_path, ["model=mlp", "model.hidden_sizes=[16]", "trainer.max_epochs=2",
+                                    "ckpt_path=last"]))
+    assert re.search(r"test/acc [\d.]+, .*, 2 epochs", capsys.readouterr().out)
 
 
 def test_same_seed_deterministic_runs_give_identical_metrics(tmp_path):

@@ -11,6 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import OmegaConf
 from torch import Tensor
 
@@ -106,7 +107,8 @@ class LastCheckpoint(Callback):
             checkpoint["zoo_overrides"] = self.overrides
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt) and trainer.training:
+        # While fitting, also during its validation passes (trainer.training is False then).
+        if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == TrainerFn.FITTING:
             path = self.save(trainer)
             if path is not None:
                 print(f"interrupted at step {trainer.global_step}: checkpoint saved to {path}; resume "
