@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # throughput.py beside this file
 
 from omegaconf import open_dict
-
 from throughput import ClockCallback, StepClock, make_config, run_raw, versions
+
 from zoo.training import build_run
 
 # Each step adds the callbacks/settings named to everything above it.

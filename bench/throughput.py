@@ -41,9 +41,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import zoo
 from zoo.data import InMemoryLoader, TensorDataModule
-from zoo.registry import CONFIG_DIR
+from zoo.registry import CONFIG_DIR, build_model
+from zoo.tasks import Adversarial
 from zoo.training import build_run
-
 
 FID_CACHE = tempfile.mkdtemp(prefix="zoo-bench-fid-")
 
@@ -149,22 +149,20 @@ def run_raw(config: DictConfig, clock: StepClock, epochs: int, steps: int | None
     L.seed_everything(config.seed, verbose=False)
     datamodule = instantiate(config.data, _convert_="all")
     datamodule.setup("fit")
-    model = instantiate(config.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes,
-                        optimizer=OmegaConf.to_container(config.optimizer), _convert_="all", _recursive_=False)
+    task = build_model(config.model, datamodule.spec, OmegaConf.to_container(config.optimizer))
     target = torch.device(device)
     torch.backends.cudnn.benchmark = bool(config.trainer.get("benchmark"))
-    model.to(target)
-    channels_last = device == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    task.to(target)  # the plain networks (and a GAN's data range) on the device
+    networks = task.networks()
+    channels_last = device == "cuda" and any(isinstance(m, nn.Conv2d) for m in task.modules())
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        task.to(memory_format=torch.channels_last)
     if config.model.get("compile"):
-        model.compile()
-    gan = is_gan(model)
-    if gan:
-        optimizers = model.configure_optimizers()
-        optimizers = optimizers[0] if isinstance(optimizers, tuple) else optimizers  # no schedulers
-    else:
-        optimizer = instantiate(OmegaConf.to_container(config.optimizer), params=model.parameters())
+        for net in networks.values():
+            net.compile()
+    gan = isinstance(task, Adversarial)
+    optimizers = [instantiate(optimizer_config, params=networks[name].parameters())
+                  for name, optimizer_config in task.optimizer_configs().items()]
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.trainer.precision == "bf16-mixed")
     train_x, train_y = (t.to(target) for t in datamodule.splits["train"])
     val_x, val_y = (t.to(target) for t in datamodule.splits["val"])
@@ -172,7 +170,7 @@ def run_raw(config: DictConfig, clock: StepClock, epochs: int, steps: int | None
     n_steps = min(len(loader), steps or len(loader))
     start = time.perf_counter()
     for epoch in range(epochs):
-        model.train()
+        task.train()
         clock.start_epoch()
         for step, (x, y) in enumerate(loader):
             if step == n_steps:
@@ -182,49 +180,46 @@ def run_raw(config: DictConfig, clock: StepClock, epochs: int, steps: int | None
                 x = x.contiguous(memory_format=torch.channels_last)
             if gan:
                 with autocast:
-                    raw_gan_step(model, optimizers, x)
+                    raw_gan_step(task.generator, task.discriminator, optimizers, x, task.latent_dim)
                 clock.step_end(epoch, step, step == n_steps - 1, len(x))
                 continue
             with autocast:
-                loss = model.loss(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(task.net(x), y)
+            optimizers[0].zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            optimizers[0].step()
             clock.step_end(epoch, step, step == n_steps - 1, len(x))
-        model.eval()
+        task.eval()
         if gan:  # zoo's GAN validates with a FID score; not comparable, not timed
             continue
         with torch.no_grad(), autocast:
             for x, y in InMemoryLoader(val_x, val_y, batch_size=datamodule.batch_size):
                 x, y = datamodule.on_after_batch_transfer((x, y), 0)
-                model.loss(model(x), y).item()
+                F.cross_entropy(task.net(x), y).item()
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-def is_gan(model: nn.Module) -> bool:
-    return hasattr(model, "generator") and hasattr(model, "discriminator")
-
-
-def raw_gan_step(model: nn.Module, optimizers: list, real: Tensor) -> None:
+def raw_gan_step(generator: nn.Module, discriminator: nn.Module, optimizers: list, real: Tensor,
+                 latent_dim: int) -> None:
     """One non-saturating GAN step as zoo's GAN does it: D on real and G(z).detach(), then G
     through a frozen D (what Lightning's toggle_optimizer does)."""
     optimizer_g, optimizer_d = optimizers
-    fake = model(torch.randn(len(real), model.latent_dim, device=real.device))
-    logits_real, logits_fake = model.discriminator(real), model.discriminator(fake.detach())
+    fake = torch.tanh(generator(torch.randn(len(real), latent_dim, device=real.device)))
+    logits_real, logits_fake = discriminator(real), discriminator(fake.detach())
     d_loss = (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
               + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
     optimizer_d.zero_grad(set_to_none=True)
     d_loss.backward()
     optimizer_d.step()
-    model.discriminator.requires_grad_(False)
-    logits = model.discriminator(fake)
+    discriminator.requires_grad_(False)
+    logits = discriminator(fake)
     g_loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
     optimizer_g.zero_grad(set_to_none=True)
     g_loss.backward()
     optimizer_g.step()
-    model.discriminator.requires_grad_(True)
+    discriminator.requires_grad_(True)
 
 
 def compare(family: str, data: str, device: str, repeats: int, quick: bool, full_epochs: bool = False,

@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
-
+from conftest import REPO, compose_config
 from torch.utils.tensorboard import SummaryWriter
 
-from conftest import REPO, compose_config
 from zoo.training import train
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_training import run_cli
 from torchvision import datasets
 
 import zoo
 from zoo.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from zoo.training import ConfigError, build, build_run, train
-from test_training import run_cli
 
 TRAIN_SIZE, TEST_SIZE, VAL_SIZE = 48, 16, 8
 MODULES = {"mnist": MNISTDataModule, "fashion_mnist": FashionMNISTDataModule, "cifar10": CIFAR10DataModule}
@@ -91,7 +91,7 @@ def test_real_format_files_load_split_and_normalise(make_config, write_dataset, 
     datamodule = build(config.data)  # download=true: files present, so nothing is fetched
     datamodule.setup("fit")
     assert isinstance(datamodule, MODULES[name])
-    assert datamodule.input_shape == SHAPES[name] and datamodule.num_classes == 10
+    assert datamodule.spec.input_shape == SHAPES[name] and datamodule.spec.num_outputs == 10
     sizes = {split: len(pair[1]) for split, pair in datamodule.splits.items()}
     assert sizes == {"train": TRAIN_SIZE - VAL_SIZE, "val": VAL_SIZE, "test": TEST_SIZE}
     mean = torch.tensor(datamodule.mean).view(-1, 1, 1)

@@ -10,16 +10,15 @@ import sys
 import lightning as L
 import pytest
 import torch
-from hydra.utils import get_class
+from conftest import REPO
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 import zoo
 from zoo.data import DigitsDataModule, InMemoryLoader
-from zoo.models import SupervisedModule
+from zoo.lightning_private import is_compiled
 from zoo.registry import model_config
 from zoo.training import build_run, train
-from conftest import REPO
 
 
 def epoch_indices(loader: InMemoryLoader) -> list[int]:
@@ -55,18 +54,14 @@ def test_auto_loader_serves_small_data_from_memory_and_large_data_with_a_dataloa
     assert forced.train_dataloader().num_workers == 2 and forced.train_dataloader().persistent_workers
 
 
-SUPERVISED = [name for name in zoo.list_models()
-              if issubclass(get_class(model_config(name)._target_), SupervisedModule)]
-
-
-@pytest.mark.parametrize("name", SUPERVISED)
-def test_compile_option_compiles_in_place_keeping_parameter_names(name):
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_compile_option_compiles_every_network_in_place_keeping_parameter_names(name):
     assert "compile" in model_config(name), f"conf/model/{name}.yaml needs `compile: false`"
     model = zoo.create_model(name, (1, 8, 8), 10, compile=True)
     names = list(model.state_dict())
     model.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     model.setup("fit")
-    assert model._compiled_call_impl is not None  # torch.compile'd forward
+    assert all(is_compiled(net) for net in model.networks().values())
     assert list(model.state_dict()) == names and not model.channels_last  # CPU: no channels-last
 
 

@@ -3,7 +3,6 @@ determinism, and random invalid overrides."""
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import shlex
@@ -17,12 +16,12 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from conftest import REPO, compose_config
 from hydra.errors import HydraException
 
-from conftest import REPO, compose_config
 from zoo.callbacks import LastCheckpoint, NonFiniteLossError
 from zoo.checkpoints import CheckpointError
-from zoo.models import FeedForward
+from zoo.tasks import Supervised
 from zoo.training import ConfigError, train
 
 
@@ -55,12 +54,12 @@ def test_planted_pickle_payload_never_runs(trained_checkpoint, tmp_path):
     evil = tmp_path / "evil.ckpt"
     torch.save(checkpoint, evil)
     with pytest.raises(CheckpointError, match="refusing to load .*could run code"):
-        FeedForward.load_from_checkpoint(evil)
+        Supervised.load_from_checkpoint(evil)
     run = tmp_path / "run"
     result = subprocess.run(cli("model=mlp", "trainer.max_epochs=1", f"ckpt_path={evil}", run_dir=run),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert re.search(r"^error: refusing to load .*evil.ckpt", result.stderr, re.M)
+    assert re.search(r"^error: refusing to load .*evil.ckpt", result.stderr, re.MULTILINE)
     assert "Traceback" not in result.stderr
     assert not marker.exists()
     assert not list(run.rglob("*.ckpt"))
@@ -70,7 +69,7 @@ def test_truncated_checkpoint_gives_one_clear_line(trained_checkpoint, tmp_path)
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(trained_checkpoint.read_bytes()[:4000])
     with pytest.raises(CheckpointError, match="truncated or corrupt") as error:
-        FeedForward.load_from_checkpoint(broken)
+        Supervised.load_from_checkpoint(broken)
     assert "\n" not in str(error.value)
     config = compose_config(tmp_path / "run", ["model=mlp", f"ckpt_path={broken}"])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
@@ -108,7 +107,7 @@ def test_resuming_with_other_overrides_names_the_runs_own_command(tmp_path):
 
 
 def test_trained_checkpoint_restores_for_inference(trained_checkpoint):
-    model = FeedForward.load_from_checkpoint(trained_checkpoint).eval()
+    model = Supervised.load_from_checkpoint(trained_checkpoint).eval()
     assert model(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
 
 

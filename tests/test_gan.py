@@ -7,14 +7,14 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.io import read_image
 
 import sample
-from conftest import REPO
-from zoo import fid
+import zoo
 from zoo.data import DigitsDataModule
-from zoo.models import DCGAN, GAN
+from zoo.metrics import fid
 from zoo.training import train
 
 
@@ -34,12 +34,12 @@ def test_score_ranks_real_images_far_above_noise_and_an_untrained_generator():
     val, test = data.splits["val"][0], data.splits["test"][0]
     noise = low + (high - low) * torch.rand_like(test)
     scores = {"real": frechet(features, val, test), "noise": frechet(features, val, noise)}
-    for cls in (GAN, DCGAN):
-        generator = cls(input_shape=(1, 8, 8))
+    for name in ("gan", "dcgan"):
+        generator = zoo.create_model(name, input_shape=(1, 8, 8), num_classes=10)
         generator.data_low.fill_(float(low)), generator.data_high.fill_(float(high))
         with torch.no_grad():
-            scores[cls.__name__] = frechet(features, val, generator.sample(len(test)))
-    assert all(scores["real"] * 5 < scores[k] for k in ("noise", "GAN", "DCGAN")), scores
+            scores[name] = frechet(features, val, generator.sample(len(test)))
+    assert all(scores["real"] * 5 < scores[k] for k in ("noise", "gan", "dcgan")), scores
 
 
 @pytest.mark.slow

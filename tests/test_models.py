@@ -1,43 +1,97 @@
-"""Generic tests over every conf/model/*.yaml: adding a yaml adds its tests."""
+"""Generic tests over every conf/model/*.yaml, on every kind of input its network accepts:
+adding a yaml adds its tests."""
 
 from __future__ import annotations
 
 import lightning as L
 import pytest
 import torch
-from hydra.utils import get_class
+import torch.nn.functional as F
+from torch import nn
 
 import zoo
-from zoo.data import InMemoryLoader
-from zoo.models import GAN, SupervisedModule
-from zoo.registry import model_config
+from zoo.data import DataSpec, InMemoryLoader
+from zoo.registry import accepted_inputs, build_model, model_config
+from zoo.tasks import Adversarial, Supervised, Task
 
 MODELS = zoo.list_models()
-FAMILIES = {name: get_class(model_config(name)._target_) for name in MODELS}
-SUPERVISED = [name for name, cls in FAMILIES.items() if issubclass(cls, SupervisedModule)]
-ADVERSARIAL = [name for name, cls in FAMILIES.items() if issubclass(cls, GAN)]
-INPUT_SHAPE = (1, 8, 8)
 NUM_CLASSES = 10
+SHAPES = {"image": (1, 8, 8), "sequence": (6, 3), "vector": (12,)}
+TASKS = {name: type(zoo.create_model(name, SHAPES["image"], NUM_CLASSES)) for name in MODELS}
+SUPERVISED = [name for name in MODELS if TASKS[name] is Supervised]
+ADVERSARIAL = [name for name in MODELS if TASKS[name] is Adversarial]
+# (model, kind of input) for every kind each model's yaml says it accepts.
+PAIRS = [(name, inputs) for name in SUPERVISED
+         for inputs in accepted_inputs(model_config(name)) or SHAPES if inputs in SHAPES]
 
 
-def build(name: str, **overrides) -> SupervisedModule:
+def build(name: str, inputs: str = "image", **overrides) -> Task:
     torch.manual_seed(0)
-    return zoo.create_model(name, input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, **overrides)
+    return zoo.create_model(name, input_shape=SHAPES[inputs], num_classes=NUM_CLASSES, **overrides)
 
 
-def batch(size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def batch(inputs: str = "image", size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
-    return torch.randn(size, *INPUT_SHAPE, generator=generator), torch.randint(
-        0, NUM_CLASSES, (size,), generator=generator
-    )
+    return (torch.randn(size, *SHAPES[inputs], generator=generator),
+            torch.randint(0, NUM_CLASSES, (size,), generator=generator))
 
 
 def test_registry_finds_the_configs():
-    assert {"mlp", "cnn", "gan", "dcgan"} <= set(MODELS)
+    assert {"mlp", "cnn", "rnn", "lstm", "gru", "gan", "dcgan"} <= set(MODELS)
 
 
-def test_every_model_belongs_to_a_tested_family():
+def test_every_model_belongs_to_a_tested_task():
     assert sorted(SUPERVISED + ADVERSARIAL) == MODELS
+
+
+def test_every_model_takes_images_and_declares_what_it_accepts():
+    for name in MODELS:
+        accepts = accepted_inputs(model_config(name))
+        assert accepts and "image" in accepts, name
+
+
+@pytest.mark.parametrize(("name", "inputs"), PAIRS)
+def test_the_network_is_a_plain_module_that_trains_in_a_raw_loop(name, inputs):
+    """The task's `.net` alone: no Lightning, an Adam loop drives one batch's loss down."""
+    net = build(name, inputs).net
+    assert isinstance(net, nn.Module) and not isinstance(net, L.LightningModule)
+    x, y = batch(inputs)
+    assert net(x[:5]).shape == (5, NUM_CLASSES)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize(("name", "inputs"), PAIRS)
+def test_gradients_reach_every_parameter(name, inputs):
+    model = build(name, inputs)
+    x, y = batch(inputs)
+    model.loss(model(x), y).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient reached {missing}"
+
+
+@pytest.mark.parametrize("name", SUPERVISED)
+def test_regression_gives_one_value_per_output(name):
+    model = zoo.create_model(name, SHAPES["image"], 2, kind="regression")
+    x = batch()[0][:4]
+    assert model(x).shape == (4, 2)
+    assert model.loss(model(x), torch.zeros(4, 2)) > 0
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_data_it_does_not_accept_is_refused_in_one_line(name):
+    refused = [kind for kind in SHAPES if kind not in accepted_inputs(model_config(name))]
+    for inputs in refused:
+        with pytest.raises(ValueError, match=f"model={name} .* takes .*this data gives") as raised:
+            build_model(model_config(name), DataSpec(SHAPES[inputs], NUM_CLASSES), name=name)
+        assert "\n" not in str(raised.value)
 
 
 def quiet_trainer(**options) -> L.Trainer:
@@ -45,38 +99,8 @@ def quiet_trainer(**options) -> L.Trainer:
                      enable_model_summary=False, **options)
 
 
-@pytest.mark.parametrize("name", SUPERVISED)
-def test_output_shape(name):
-    model = build(name)
-    assert model(batch(5)[0]).shape == (5, NUM_CLASSES)
-
-
-@pytest.mark.parametrize("name", SUPERVISED)
-def test_gradients_reach_every_parameter(name):
-    model = build(name)
-    x, y = batch()
-    model.loss(model(x), y).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert not missing, f"no gradient reached {missing}"
-
-
-@pytest.mark.parametrize("name", SUPERVISED)
-def test_a_few_steps_on_one_batch_drive_the_loss_down(name):
-    model = build(name)
-    x, y = batch()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(30):
-        optimizer.zero_grad()
-        loss = model.loss(model(x), y)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0], losses
-
-
 @pytest.mark.parametrize("name", MODELS)
-def test_checkpoint_round_trip_gives_identical_outputs(name, tmp_path):
+def test_checkpoint_round_trip_with_zoo_load_gives_identical_outputs(name, tmp_path):
     model = build(name)
     with torch.no_grad():  # weights a fresh build would not have
         for parameter in model.parameters():
@@ -85,25 +109,50 @@ def test_checkpoint_round_trip_gives_identical_outputs(name, tmp_path):
     trainer.strategy.connect(model)
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
-    restored = type(model).load_from_checkpoint(path)
-    x = batch(4)[0] if name in SUPERVISED else torch.randn(4, model.latent_dim)
+    restored = zoo.load(path)
+    assert type(restored) is type(model)
+    x = batch()[0][:4] if name in SUPERVISED else torch.randn(4, model.latent_dim)
     model.eval(), restored.eval()
     torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
     assert restored.hparams == model.hparams
+
+
+def test_a_task_takes_any_plain_network():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, NUM_CLASSES))
+    task = Supervised(net, input_shape=SHAPES["image"], num_outputs=NUM_CLASSES)
+    assert task.net is net and task(batch()[0]).shape == (32, NUM_CLASSES)
+
+
+def test_a_checkpoint_that_names_code_outside_the_nets_is_refused(tmp_path):
+    model = build("mlp")
+    trainer = quiet_trainer(max_epochs=0)
+    trainer.strategy.connect(model)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"]["net"]["_target_"] = "collections.OrderedDict"
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="'collections.OrderedDict' is not a Module"):
+        zoo.load(path)
+    checkpoint["zoo_class"] = "os.system"
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="not a zoo checkpoint"):
+        zoo.load(path)
 
 
 @pytest.mark.parametrize("name", ADVERSARIAL)
 def test_generator_output_shape_and_one_logit_per_image(name):
     model = build(name)
     images = model(torch.randn(5, model.latent_dim))
-    assert images.shape == (5, *INPUT_SHAPE)
+    assert images.shape == (5, *SHAPES["image"])
     assert model.discriminator(images).shape == (5, 1)
+    assert isinstance(model.generator, nn.Module) and not isinstance(model.generator, L.LightningModule)
 
 
-def one_training_step(model: GAN) -> L.Trainer:
+def one_training_step(model: Adversarial) -> L.Trainer:
     """Fit one batch (one D and one G update) without a datamodule, logger or validation."""
     trainer = quiet_trainer(max_epochs=1, limit_val_batches=0)
-    trainer.fit(model, train_dataloaders=InMemoryLoader(*batch(16), batch_size=16))
+    trainer.fit(model, train_dataloaders=InMemoryLoader(*batch(size=16), batch_size=16))
     return trainer
 
 
@@ -125,7 +174,7 @@ def test_checkpoint_restores_both_optimizers(name, tmp_path):
     saved = torch.load(path, weights_only=True)["optimizer_states"]
     assert len(saved) == 2 and all(state["state"] for state in saved)  # Adam moments present
     resumed = quiet_trainer(max_epochs=1, limit_val_batches=0)
-    resumed.fit(build(name), train_dataloaders=InMemoryLoader(*batch(16), batch_size=16),
+    resumed.fit(build(name), train_dataloaders=InMemoryLoader(*batch(size=16), batch_size=16),
                 ckpt_path=path)
     for optimizer, state in zip(resumed.optimizers, saved):
         for key, value in state["state"][0].items():

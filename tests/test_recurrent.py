@@ -8,11 +8,11 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 
 import zoo
-from conftest import REPO
 from zoo.data import AddingDataModule
-from zoo.models import RecurrentNet
+from zoo.nets import RecurrentNet
 from zoo.training import ConfigError, train
 
 
@@ -32,8 +32,8 @@ def test_adding_data_is_deterministic_by_seed():
 
 def test_adding_data_shapes_and_targets():
     datamodule = AddingDataModule(seq_len=20, num_samples=300, seed=1)
-    assert datamodule.input_shape == (20, 2)
-    assert datamodule.num_classes == 1 and datamodule.task == "regression"
+    assert datamodule.spec.input_shape == (20, 2) and datamodule.spec.inputs == "sequence"
+    assert datamodule.spec.num_outputs == 1 and datamodule.spec.kind == "regression"
     splits = datamodule.splits
     assert sum(len(x) for x, _ in splits.values()) == 300
     for inputs, targets in splits.values():
@@ -61,8 +61,8 @@ def test_adding_data_rejects_bad_sizes(args, message):
 
 def test_an_image_is_read_row_by_row():
     torch.manual_seed(0)
-    image_model = RecurrentNet((3, 5, 4), num_classes=7, cell="gru", hidden_size=16)
-    sequence_model = RecurrentNet((5, 12), num_classes=7, cell="gru", hidden_size=16)
+    image_model = RecurrentNet((3, 5, 4), num_outputs=7, cell="gru", hidden_size=16)
+    sequence_model = RecurrentNet((5, 12), num_outputs=7, cell="gru", hidden_size=16)
     sequence_model.load_state_dict(image_model.state_dict())
     images = torch.randn(2, 3, 5, 4)
     rows = images.permute(0, 2, 1, 3).reshape(2, 5, 12)  # row h = channels' row h side by side
@@ -73,31 +73,34 @@ def test_an_image_is_read_row_by_row():
 def test_stacked_bidirectional_options(cell):
     model = zoo.create_model(cell, input_shape=(6, 3), num_classes=2, num_layers=2,
                              bidirectional=True, dropout=0.2, hidden_size=8)
-    assert model.rnn.num_layers == 2 and model.rnn.bidirectional and model.rnn.dropout == 0.2
-    assert model.head[-1].in_features == 16  # both directions of the last layer
+    rnn = model.net.rnn
+    assert rnn.num_layers == 2 and rnn.bidirectional and rnn.dropout == 0.2
+    assert model.net.head[-1].in_features == 16  # both directions of the last layer
     output = model(torch.randn(4, 6, 3))
     assert output.shape == (4, 2)
     output.sum().backward()
-    assert model.rnn.weight_hh_l1_reverse.grad.abs().sum() > 0
+    assert rnn.weight_hh_l1_reverse.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         ({"cell": "transformer"}, "model.cell must be one of"),
-        ({"hidden_size": 0}, "model.hidden_size must be a non-empty list of positive integers"),
-        ({"num_layers": 0}, "model.num_layers must be a non-empty list of positive integers"),
+        ({"hidden_size": 0}, "model.hidden_size must be a positive integer"),
+        ({"num_layers": 0}, "model.num_layers must be a positive integer"),
         ({"dropout": 1.0}, "model.dropout must be in [0, 1)"),
     ],
 )
 def test_invalid_arguments_raise_one_clear_error(args, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        RecurrentNet((8, 8), num_classes=10, **args)
+        RecurrentNet((8, 8), num_outputs=10, **args)
 
 
 def test_flat_input_is_refused_with_a_pointer_to_the_mlp():
-    with pytest.raises(ValueError, match="for flat features use model=mlp"):
-        RecurrentNet((64,), num_classes=10)
+    with pytest.raises(ValueError, match="RecurrentNet needs a sequence"):
+        RecurrentNet((64,), num_outputs=10)
+    with pytest.raises(ValueError, match="model=lstm .*models that take vectors: mlp$"):
+        zoo.create_model("lstm", (64,), 10)
 
 
 def test_bad_override_fails_before_training(make_config, tmp_path):
@@ -124,8 +127,9 @@ def test_cnn_on_sequences_exits_with_one_clear_line(tmp_path):
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "error: ConvNet needs image input (channels, height, width), got shape (50, 2); "
-        "for sequences or flat features use model=mlp, rnn, lstm or gru"
+        "error: model=cnn (ConvNet) takes images (channels, height, width); this data gives "
+        "sequences (time steps, features) of shape (50, 2); models that take sequences: "
+        "gru, lstm, mlp, rnn"
     ]
     assert not list(tmp_path.rglob("*.ckpt"))
 

@@ -9,13 +9,12 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 
 def readme_examples() -> list[str]:
     section = (REPO / "README.md").read_text().split("## Use in your own project")[1].split("\n## ")[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
 
 
 @pytest.mark.slow

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO, compose_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from conftest import REPO, compose_config
 from zoo.training import ConfigError, build_run, train
 
 EXPECTED_SCALARS = {"train/loss_step", "train/loss_epoch", "val/loss", "val/acc", "test/loss",
@@ -116,7 +116,7 @@ def test_overrides_train(make_config, overrides):
         ("optimizer=momentum optimizer.momentum=-3", "invalid optimizer"),
         ("trainer.max_epochs=abc", "trainer.max_epochs must be an integer, got 'abc'"),
         ("seed=1.5", "seed must be an integer, got 1.5"),
-        ("model=mlp +model.hidden_size=3", "zoo.models.FeedForward takes no option 'hidden_size'"),
+        ("model=mlp +model.hidden_size=3", "FeedForward takes no option 'hidden_size'"),
     ],
 )
 def test_invalid_values_fail_before_training(make_config, tmp_path, override, message):

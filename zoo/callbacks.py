@@ -1,29 +1,34 @@
-"""Small callbacks for faults and comparison: finite loss, step checkpoints, Ctrl-C, run stats."""
+"""Small callbacks: the best checkpoint by the task's monitor, finite loss, mid-epoch checkpoints,
+Ctrl-C, run stats."""
 
 from __future__ import annotations
 
 import os
-import shlex
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
-from omegaconf import OmegaConf
 from torch import Tensor
+
+from zoo.checkpoints import checkpoint_dir, hydra_overrides, resume_command
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint; with `monitor` unset it keeps the best checkpoint by the
+    metric the task declares (`task.monitor`: `val/loss`, or `val/fid` for GANs; lower is better)."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.monitor is None:
+            self.monitor = getattr(pl_module, "monitor", None)
+        super().setup(trainer, pl_module, stage)
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stopped before the bad update."""
-
-
-def checkpoint_dir(trainer: L.Trainer) -> Path | None:
-    """The folder of the trainer's ModelCheckpoint, if it has one."""
-    callback = trainer.checkpoint_callback
-    return Path(callback.dirpath) if callback is not None and callback.dirpath else None
 
 
 class FiniteLossGuard(Callback):
@@ -113,23 +118,6 @@ class LastCheckpoint(Callback):
             if path is not None:
                 print(f"interrupted at step {trainer.global_step}: checkpoint saved to {path}; resume "
                       f"with: {resume_command(path, self.overrides)}")
-
-
-def hydra_overrides(run_dir: Path) -> list[str] | None:
-    """The command-line overrides Hydra recorded for the run in `run_dir`; None outside Hydra."""
-    record = run_dir / ".hydra" / "overrides.yaml"
-    return [str(o) for o in OmegaConf.load(record)] if record.is_file() else None
-
-
-def resume_command(checkpoint: Path, overrides: list[str] | None) -> str:
-    """How to resume from `checkpoint`: with train.py, the run's own overrides plus the
-    checkpoint and the run folder; without Hydra, Lightning's ckpt_path."""
-    if overrides is None:
-        return f"trainer.fit(model, datamodule, ckpt_path={str(checkpoint)!r})"
-    kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
-    target = "last" if checkpoint.name == "last.ckpt" else str(checkpoint)
-    run_dir = checkpoint.parent.parent
-    return shlex.join(["python", "train.py", *kept, f"ckpt_path={target}", f"hydra.run.dir={run_dir}"])
 
 
 class RunStats(Callback):

@@ -1,17 +1,25 @@
-"""Safe checkpoint reading: plain data only (weights_only), one clear line when it fails."""
+"""Checkpoints: safe reading (plain data only, one clear line when it fails), where a run keeps
+them, and the command that resumes a run from one."""
 
 from __future__ import annotations
 
 import pickle
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
-from zoo.callbacks import resume_command
+
+def checkpoint_dir(trainer: L.Trainer) -> Path | None:
+    """The folder of the trainer's ModelCheckpoint, if it has one."""
+    callback = trainer.checkpoint_callback
+    return Path(callback.dirpath) if callback is not None and callback.dirpath else None
 
 
 class CheckpointError(ValueError):
@@ -26,21 +34,25 @@ def checkpoint_errors(path: str | Path) -> Iterator[None]:
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
     except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower():
+        message = str(error)
+        if "global" in message.lower():  # torch's weights-only unpickler met a class or function
             raise CheckpointError(
                 f"refusing to load {path}: it holds objects other than plain data (tensors, "
                 "numbers, strings), which could run code; load only checkpoints you trust"
             ) from None
-        raise CheckpointError(f"cannot read checkpoint {path}: corrupt ({first_line(error)})") from None
+        detail = message.partition("WeightsUnpickler error:")[2].strip() or message
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: not a checkpoint, or corrupt ({first_line(detail)})"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(
-            f"cannot read checkpoint {path}: truncated or corrupt ({first_line(error)})"
+            f"cannot read checkpoint {path}: truncated or corrupt ({first_line(str(error))})"
         ) from None
 
 
-def first_line(error: BaseException) -> str:
+def first_line(message: str) -> str:
     """The first non-empty line of an error message."""
-    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return next((line for line in message.splitlines() if line.strip()), "no message")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -69,7 +81,7 @@ def check_fits(path: str | Path, model: nn.Module) -> None:
            else "the overrides of the run that wrote it")
     raise CheckpointError(
         f"cannot resume from {path}: it holds another model or size than this run's "
-        f"{type(model).__name__} ({detail}); resume with: {how}"
+        f"{getattr(model, 'name', type(model).__name__)} ({detail}); resume with: {how}"
     )
 
 
@@ -87,3 +99,20 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path, model: nn.M
         ckpt_path = str(path)
     check_fits(ckpt_path, model)
     return str(ckpt_path)
+
+
+def hydra_overrides(run_dir: Path) -> list[str] | None:
+    """The command-line overrides Hydra recorded for the run in `run_dir`; None outside Hydra."""
+    record = run_dir / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(record)] if record.is_file() else None
+
+
+def resume_command(checkpoint: Path, overrides: list[str] | None) -> str:
+    """How to resume from `checkpoint`: with train.py, the run's own overrides plus the
+    checkpoint and the run folder; without Hydra, Lightning's ckpt_path."""
+    if overrides is None:
+        return f"trainer.fit(model, datamodule, ckpt_path={str(checkpoint)!r})"
+    kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    target = "last" if checkpoint.name == "last.ckpt" else str(checkpoint)
+    run_dir = checkpoint.parent.parent
+    return shlex.join(["python", "train.py", *kept, f"ckpt_path={target}", f"hydra.run.dir={run_dir}"])

@@ -1,18 +1,35 @@
-"""The configs in conf/ are the registry: list and build architectures without the command line."""
+"""The configs in conf/ are the registry: list, build and load architectures from them.
+
+A model yaml names either a network (`_target_: zoo.nets.ConvNet` and its options), which
+trains under the task its data asks for (zoo.tasks.TASK_FOR_KIND), or a task of its own
+(`_target_: zoo.tasks.Adversarial` and its options). Keys of a network's yaml that its task
+takes (`compile`) go to the task; the rest go to the network.
+"""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
-from lightning import LightningModule
-from omegaconf import OmegaConf
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from zoo.checkpoints import CheckpointError, read_checkpoint
+from zoo.data.spec import DESCRIPTIONS, DataSpec
+from zoo.tasks import TASK_FOR_KIND, Task
 
 # Installed as a package, the configs ship inside it (zoo/conf, see setup.py); in the repo they
 # live in the top-level conf/, which is also Hydra's config dir for train.py.
 PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "conf"
-CONFIG_DIR = PACKAGED_CONFIG_DIR if PACKAGED_CONFIG_DIR.is_dir() else PACKAGED_CONFIG_DIR.parent.parent / "conf"
+CONFIG_DIR = (PACKAGED_CONFIG_DIR if PACKAGED_CONFIG_DIR.is_dir()
+              else PACKAGED_CONFIG_DIR.parent.parent / "conf")
+
+
+class DoesNotFitError(ValueError):
+    """A model that cannot take this kind of data (say, a CNN on sequences)."""
 
 
 def list_models() -> list[str]:
@@ -20,7 +37,7 @@ def list_models() -> list[str]:
     return sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml"))
 
 
-def model_config(name: str, **overrides: Any):
+def model_config(name: str, **overrides: Any) -> DictConfig:
     """The model's config from conf/model/<name>.yaml with `overrides` merged in."""
     path = CONFIG_DIR / "model" / f"{name}.yaml"
     if not path.is_file():
@@ -28,10 +45,80 @@ def model_config(name: str, **overrides: Any):
     return OmegaConf.merge(OmegaConf.load(path), overrides)
 
 
-def create_model(
-    name: str, input_shape: tuple[int, ...], num_classes: int, **overrides: Any
-) -> LightningModule:
-    """Build architecture `name` for inputs of `input_shape` (e.g. (1, 28, 28))."""
-    config = model_config(name, **overrides)
-    return instantiate(config, input_shape=tuple(input_shape), num_classes=num_classes, _convert_="all", _recursive_=False
+def accepted_inputs(config: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The kinds of input ("image", "sequence", ...) the yaml's network or task declares it
+    takes (its class attribute `accepts`); None when it does not say."""
+    accepts = getattr(get_class(config["_target_"]), "accepts", None)
+    return None if accepts is None else tuple(accepts)
+
+
+def models_for(inputs: str) -> list[str]:
+    """The registered models that take this kind of input."""
+    return [name for name in list_models()
+            if inputs in (accepted_inputs(model_config(name)) or (inputs,))]
+
+
+def check_fits(config: Mapping[str, Any], spec: DataSpec, name: str | None = None) -> None:
+    """One DoesNotFitError line when the model cannot take the data's kind of input."""
+    accepts = accepted_inputs(config)
+    if accepts is None or spec.inputs in accepts:
+        return
+    cls = config["_target_"].rsplit(".", 1)[-1]
+    label = f"model={name} ({cls})" if name else cls
+    others = ", ".join(models_for(spec.inputs)) or "none yet"
+    raise DoesNotFitError(
+        f"{label} takes {' or '.join(DESCRIPTIONS.get(a, a) for a in accepts)}; this data gives "
+        f"{spec.describe()}; models that take {spec.inputs}s: {others}"
     )
+
+
+def build_model(
+    config: Mapping[str, Any],
+    spec: DataSpec,
+    optimizer: dict[str, Any] | None = None,
+    scheduler: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> Task:
+    """The task for a model yaml (a plain dict or DictConfig) on data described by `spec`."""
+    config = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else dict(config)
+    check_fits(config, spec, name)
+    target = get_class(config["_target_"])
+    if issubclass(target, Task):
+        task_class, options = target, {k: v for k, v in config.items() if k != "_target_"}
+    else:
+        task_class = TASK_FOR_KIND[spec.kind]
+        takes = inspect.signature(task_class).parameters
+        options = {k: v for k, v in config.items() if k in takes and k != "_target_"}
+        options["net"] = {k: v for k, v in config.items() if k not in options}
+    takes = inspect.signature(task_class).parameters
+    facts = {k: v for k, v in spec.arguments().items() if k in takes}
+    return task_class(**facts, **options, optimizer=optimizer, scheduler=scheduler)
+
+
+def create_model(
+    name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    kind: str = "classification",
+    **overrides: Any,
+) -> Task:
+    """A LightningModule for architecture `name` on inputs of `input_shape` (e.g. (1, 28, 28))
+    with `num_classes` outputs (values, for kind="regression"); `overrides` set yaml options."""
+    spec = DataSpec(tuple(input_shape), num_classes, kind)
+    return build_model(model_config(name, **overrides), spec, name=name)
+
+
+def load(path: str | Path, **kwargs: Any) -> Task:
+    """Restore any zoo checkpoint (the task class recorded in it), reading plain data only."""
+    checkpoint = read_checkpoint(path)
+    recorded = checkpoint.get("zoo_class")
+    if not isinstance(recorded, str) or not recorded.startswith("zoo.") or "." not in recorded:
+        raise CheckpointError(f"{path} is not a zoo checkpoint (it records no zoo task class)")
+    module, _, class_name = recorded.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), class_name)
+    except (ImportError, AttributeError):
+        raise CheckpointError(f"{path} names a task this zoo does not have: {recorded}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise CheckpointError(f"{path} names {recorded}, which is not a zoo task")
+    return cls.load_from_checkpoint(path, map_location="cpu", **kwargs)

@@ -5,20 +5,25 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
-from zoo.callbacks import checkpoint_dir
-from zoo.checkpoints import resolve_ckpt_path
-
+from zoo.checkpoints import checkpoint_dir, resolve_ckpt_path
+from zoo.lightning_private import tensorboard_file_writer
+from zoo.registry import DoesNotFitError, build_model
+from zoo.tasks import Task
 
 HPARAM_SECTIONS = ("model", "optimizer", "scheduler", "seed")
 
@@ -29,20 +34,30 @@ class ConfigError(ValueError):
 
 def build(target: DictConfig, **kwargs: Any) -> Any:
     """Instantiate `target`, turning constructor errors into one clear ConfigError."""
-    try:
+    with config_errors(target):
         return instantiate(target, **kwargs, _convert_="all", _recursive_=False)
+
+
+@contextmanager
+def config_errors(target: Any) -> Iterator[None]:
+    """Constructor errors (also Hydra-wrapped ones) as one ConfigError line."""
+    try:
+        yield
+    except DoesNotFitError:
+        raise
     except InstantiationException as error:
         raise ConfigError(explain(target, error.__cause__ or error)) from None
     except (ValueError, TypeError) as error:
         raise ConfigError(explain(target, error)) from None
 
 
-def explain(target: DictConfig, error: BaseException) -> str:
+def explain(target: Any, error: BaseException) -> str:
     """The constructor's message; for an unknown keyword, which class does not take it."""
-    unknown = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+    unknown = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'",
+                        str(error))
     if isinstance(error, TypeError) and unknown:
-        return (f"{target.get('_target_')} takes no option {unknown.group(1)!r}; "
-                "its yaml in conf/ lists the options it takes")
+        return (f"{unknown.group(1)} takes no option {unknown.group(2)!r}; "
+                f"its yaml in conf/ lists the options it takes")
     return str(error)
 
 
@@ -62,8 +77,15 @@ def check_integers(config: DictConfig) -> None:
             raise ConfigError(f"{key} must be an integer, got {value!r}")
 
 
-def build_run(config: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
-    """Datamodule first (it decides input shape and task), then the model, then the trainer."""
+def choice(group: str, config: DictConfig) -> str | None:
+    """The name chosen for a config group (model=cnn -> "cnn"), when run through Hydra."""
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get(group)
+
+
+def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Trainer]:
+    """Datamodule first (it says what the network needs), then the task, then the trainer."""
     check_integers(config)
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build(config.data)
@@ -71,14 +93,9 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, L.LightningMod
         datamodule.setup("fit")
     except (FileNotFoundError, RuntimeError) as error:
         raise ConfigError(str(error)) from None
-    model = build(
-        config.model,
-        input_shape=datamodule.input_shape,
-        num_classes=datamodule.num_classes,
-        task=datamodule.task,
-        optimizer=container(config.optimizer),
-        scheduler=container(config.get("scheduler")),
-    )
+    with config_errors(config.model):
+        model = build_model(config.model, datamodule.spec, container(config.optimizer),
+                            container(config.get("scheduler")), name=choice("model", config))
     logger = build(config.logger) if config.get("logger") else False
     callbacks = [build(c) for c in (config.get("callbacks") or {}).values() if c]
     trainer = build(config.trainer, logger=logger, callbacks=callbacks)
@@ -105,7 +122,9 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
 
 
-def log_hparams_table(logger: TensorBoardLogger, config: DictConfig, metrics: dict) -> None:
+def log_hparams_table(
+    logger: TensorBoardLogger, config: DictConfig, model_name: str, metrics: dict
+) -> None:
     """TensorBoard's hparams tab: model, optimizer, data and epochs beside the final metrics.
 
     Only the table's layout is written; the values come from the metrics' own scalar series.
@@ -113,13 +132,13 @@ def log_hparams_table(logger: TensorBoardLogger, config: DictConfig, metrics: di
     chosen = flatten({key: container(config.get(key)) for key in HPARAM_SECTIONS})
     table = {k: v for k, v in chosen.items() if not k.endswith("._target_")}
     table |= {
-        "model": config.model._target_.rsplit(".", 1)[-1],
+        "model": model_name,
         "optimizer": config.optimizer._target_.rsplit(".", 1)[-1],
         "data": config.data._target_.rsplit(".", 1)[-1],
         "data.batch_size": config.data.batch_size,
         "max_epochs": config.trainer.max_epochs,
     }
-    writer = logger.experiment._get_file_writer()
+    writer = tensorboard_file_writer(logger.experiment)
     for summary in hparams(table, metrics):
         writer.add_summary(summary)
     writer.flush()
@@ -140,9 +159,29 @@ def check_fresh_folder(trainer: L.Trainer, resuming: bool) -> None:
         )
 
 
+def skip_if_sweeping(error: DoesNotFitError, config: DictConfig) -> bool:
+    """In a sweep (-m), a model/data pair that cannot work is skipped, not failed: say so, and
+    leave the reason in the run's folder (compare.py lists it as not applicable)."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return False
+    folder = Path(config.paths.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / NOT_APPLICABLE).write_text(f"{error}\n")
+    print(f"not applicable, skipped: {error}")
+    return True
+
+
+NOT_APPLICABLE = "not_applicable.txt"
+
+
 def train(config: DictConfig) -> dict[str, float]:
     """Fit and test the configured model; print one summary line; return the final metrics."""
-    datamodule, model, trainer = build_run(config)
+    try:
+        datamodule, model, trainer = build_run(config)
+    except DoesNotFitError as error:
+        if skip_if_sweeping(error, config):
+            return {}
+        raise ConfigError(str(error)) from None
     ckpt_path = resolve_ckpt_path(config.get("ckpt_path"), config.paths.output_dir, model)
     check_fresh_folder(trainer, resuming=ckpt_path is not None)
     start = time.perf_counter()
@@ -162,11 +201,11 @@ def train(config: DictConfig) -> dict[str, float]:
     if not trainer.is_global_zero:  # other DDP processes: rank 0 writes and prints
         return metrics
     if isinstance(trainer.logger, TensorBoardLogger):
-        log_hparams_table(trainer.logger, config, metrics)
+        log_hparams_table(trainer.logger, config, model.name, metrics)
     parameters = sum(p.numel() for p in model.parameters())
     scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("test/"))
     print(
-        f"{type(model).__name__} on {datamodule.name}: {parameters:,} parameters, {scores}, "
+        f"{model.name} on {datamodule.name}: {parameters:,} parameters, {scores}, "
         f"{trainer.current_epoch} epochs, fit {fit_seconds:.1f} s, total {seconds:.1f} s, "
         f"logs: {Path(config.paths.output_dir).resolve()}"
     )

@@ -1,13 +1,15 @@
-"""LightningDataModules; every one exposes `input_shape`, `num_classes` and `task`."""
+"""LightningDataModules; each one says what a network needs in one `DataSpec` (`.spec`)."""
 
 from zoo.data.adding import AddingDataModule
 from zoo.data.base import InMemoryLoader, TensorDataModule
 from zoo.data.digits import DigitsDataModule
+from zoo.data.spec import DataSpec
 from zoo.data.torchvision_sets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
 __all__ = [
     "AddingDataModule",
     "CIFAR10DataModule",
+    "DataSpec",
     "DigitsDataModule",
     "FashionMNISTDataModule",
     "InMemoryLoader",

@@ -30,7 +30,7 @@ class AddingDataModule(TensorDataModule):
     """`num_samples` sequences of `seq_len` steps, split train/val/test; the same for the same seed."""
 
     name = "adding"
-    task = "regression"
+    kind = "regression"
 
     def __init__(
         self,

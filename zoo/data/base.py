@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from zoo.data.spec import DataSpec
+
 LOADERS = ("auto", "memory", "dataloader")
 
 
@@ -74,7 +76,7 @@ class TensorDataModule(L.LightningDataModule):
     """
 
     name = "tensors"
-    task = "classification"  # or "regression"
+    kind = "classification"  # or "regression"
 
     def __init__(
         self,
@@ -109,19 +111,16 @@ class TensorDataModule(L.LightningDataModule):
             self.splits = self.load_splits()
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one input sample, e.g. (1, 8, 8) or (time steps, features)."""
+    def spec(self) -> DataSpec:
+        """What a network needs: one input's shape, the number of outputs (classes, or values
+        for regression), the kind of learning and of input."""
         self.setup()
-        return tuple(self.splits["train"][0].shape[1:])
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (classification) or of regression outputs."""
-        self.setup()
-        targets = self.splits["train"][1]
-        if self.task == "regression":
-            return 1 if targets.ndim == 1 else targets.shape[1]
-        return int(max(t[1].max() for t in self.splits.values())) + 1
+        inputs, targets = self.splits["train"]
+        if self.kind == "regression":
+            outputs = 1 if targets.ndim == 1 else targets.shape[1]
+        else:
+            outputs = int(max(t[1].max() for t in self.splits.values())) + 1
+        return DataSpec(tuple(inputs.shape[1:]), outputs, self.kind)
 
     def _uses_memory(self) -> bool:
         if self.loader != "auto":

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from zoo.models.conv import ConvNet
+from zoo.nets import ConvNet
+from zoo.tasks.supervised import Supervised
 
 CLASSIFIER = {"channels": [32, 64], "hidden_size": 128, "dropout": 0.25}
 
@@ -26,8 +27,8 @@ class ClassifierFeatures(nn.Module):
 
     def __init__(self, classifier: ConvNet) -> None:
         super().__init__()
-        self.body = classifier.net[:-1]  # all but the last linear layer (dropout is off in eval)
-        self.num_features = classifier.net[-1].in_features
+        self.body = nn.Sequential(*list(classifier)[:-1])  # all but the output layer
+        self.num_features = classifier[-1].in_features
         self.requires_grad_(False).eval()
 
     def train(self, mode: bool = True) -> ClassifierFeatures:
@@ -53,12 +54,14 @@ def fingerprint(batches: Iterable) -> tuple[str, int, Tensor, Tensor]:
 
 def train_classifier(datamodule: L.LightningDataModule, epochs: int) -> ConvNet:
     """Fit a ConvNet on the datamodule's training split with a separate, silent Trainer."""
-    classifier = ConvNet(datamodule.input_shape, datamodule.num_classes, **CLASSIFIER)
+    spec = datamodule.spec
+    classifier = ConvNet(spec.input_shape, spec.num_outputs, **CLASSIFIER)
     trainer = L.Trainer(
         max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
     )
-    trainer.fit(classifier, train_dataloaders=datamodule.train_dataloader())
+    task = Supervised(classifier, spec.input_shape, spec.num_outputs)
+    trainer.fit(task, train_dataloaders=datamodule.train_dataloader())
     return classifier.cpu().eval()
 
 
@@ -66,8 +69,9 @@ def feature_extractor(
     datamodule: L.LightningDataModule, key: str, epochs: int = 5, cache_dir: str | None = None
 ) -> ClassifierFeatures:
     """The classifier features for this data: loaded from `cache_dir` if cached, else trained."""
-    classifier = ConvNet(datamodule.input_shape, datamodule.num_classes, **CLASSIFIER)
-    name = f"{datamodule.__class__.__name__}-{'x'.join(map(str, datamodule.input_shape))}"
+    spec = datamodule.spec
+    classifier = ConvNet(spec.input_shape, spec.num_outputs, **CLASSIFIER)
+    name = f"{datamodule.__class__.__name__}-{'x'.join(map(str, spec.input_shape))}"
     path = Path(cache_dir) / f"{name}-{key}-e{epochs}.pt" if cache_dir else None
     if path is not None and path.is_file():
         classifier.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

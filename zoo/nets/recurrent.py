@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from torch import Tensor, nn
 
-from zoo.models.base import SupervisedModule
-from zoo.models.feedforward import check_dropout, check_sizes
+from zoo.nets.checks import check_choice, check_dropout, check_positive
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
-def sequence_shape(input_shape: tuple[int, ...]) -> tuple[int, int]:
+def sequence_shape(input_shape: Sequence[int]) -> tuple[int, int]:
     """(time steps, features): a (T, F) sequence as is; a (C, H, W) image as H rows of C*W."""
     if len(input_shape) == 2:
         return input_shape[0], input_shape[1]
@@ -22,36 +20,36 @@ def sequence_shape(input_shape: tuple[int, ...]) -> tuple[int, int]:
         return height, channels * width
     raise ValueError(
         f"RecurrentNet needs a sequence (time steps, features) or an image (channels, height, "
-        f"width), got shape {input_shape}; for flat features use model=mlp"
+        f"width), got shape {tuple(input_shape)}"
     )
 
 
-class RecurrentNet(SupervisedModule):
+class RecurrentNet(nn.Module):
     """A stacked RNN, LSTM or GRU (`cell`); a linear head reads the last step's hidden state.
 
     Built on torch's fused recurrent layers (cuDNN on CUDA): no Python loop over time steps.
     Bidirectional nets read the forward direction's last step and the backward direction's first.
     """
 
+    accepts = ("image", "sequence")
+
     def __init__(
         self,
         input_shape: Sequence[int],
-        num_classes: int,
+        num_outputs: int,
         cell: str = "lstm",
         hidden_size: int = 128,
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
-        **base_args: Any,
     ) -> None:
-        super().__init__(input_shape, num_classes, **base_args)
-        if cell not in CELLS:
-            raise ValueError(f"model.cell must be one of {sorted(CELLS)}, got {cell!r}")
-        check_sizes("hidden_size", [hidden_size])
-        check_sizes("num_layers", [num_layers])
+        super().__init__()
+        check_choice("cell", cell, CELLS)
+        check_positive("hidden_size", hidden_size)
+        check_positive("num_layers", num_layers)
         check_dropout(dropout)
-        self.save_hyperparameters()
-        self.steps, features = sequence_shape(self.input_shape)
+        check_positive("num_outputs", num_outputs)
+        _, features = sequence_shape(input_shape)
         self.directions = 2 if bidirectional else 1
         self.rnn = CELLS[cell](
             features,
@@ -62,7 +60,7 @@ class RecurrentNet(SupervisedModule):
             batch_first=True,
         )
         self.head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(self.directions * hidden_size, num_classes)
+            nn.Dropout(dropout), nn.Linear(self.directions * hidden_size, num_outputs)
         )
 
     def forward(self, x: Tensor) -> Tensor:

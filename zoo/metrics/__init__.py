@@ -1,0 +1,1 @@
+"""Metrics torchmetrics lacks: the FID feature extractor trained on the data itself."""

@@ -1,0 +1,42 @@
+"""Argument checks shared by every network: one clear ValueError line per bad option."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def check_sizes(name: str, sizes: Sequence[int]) -> None:
+    """A non-empty list of positive integers."""
+    if not sizes or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
+        raise ValueError(
+            f"model.{name} must be a non-empty list of positive integers, got {sizes!r}"
+        )
+
+
+def check_positive(name: str, value: Any) -> None:
+    """A positive integer."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+
+
+def check_dropout(dropout: float, name: str = "dropout") -> None:
+    """A probability in [0, 1)."""
+    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+        raise ValueError(f"model.{name} must be in [0, 1), got {dropout!r}")
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    """One of `choices`."""
+    if value not in choices:
+        raise ValueError(f"model.{name} must be one of {sorted(choices)}, got {value!r}")
+
+
+def check_image(cls: type, input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """(channels, height, width), or one line saying the network needs images."""
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"{cls.__name__} needs images (channels, height, width), got shape {tuple(input_shape)}"
+        )
+    channels, height, width = input_shape
+    return channels, height, width

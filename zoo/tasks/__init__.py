@@ -1,0 +1,14 @@
+"""LightningModules, one per kind of learning, all on one base (`Task`).
+
+A task owns the loss, metrics, logging, optimizers and the checkpoint monitor; its networks are
+plain modules from zoo.nets (`task.net`, or `task.generator` and `task.discriminator`).
+"""
+
+from zoo.tasks.adversarial import Adversarial
+from zoo.tasks.base import Task
+from zoo.tasks.supervised import Supervised
+
+# The task a plain network trains under, by the kind of learning its data asks for.
+TASK_FOR_KIND: dict[str, type[Task]] = {"classification": Supervised, "regression": Supervised}
+
+__all__ = ["TASK_FOR_KIND", "Adversarial", "Supervised", "Task"]

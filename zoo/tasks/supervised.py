@@ -1,0 +1,106 @@
+"""Supervised learning: one network maps inputs to class logits or regression values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanSquaredError, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from zoo.nets.checks import check_positive
+from zoo.tasks.base import Task, build_net
+
+KINDS = ("classification", "regression")
+
+
+class Supervised(Task):
+    """Cross-entropy and `*/acc` for classification, MSE and `*/mse` for regression.
+
+    `net` is a plain module, or its config (`{"_target_": "zoo.nets.ConvNet", ...}`), built here
+    for `input_shape` and `num_outputs`; a config is what checkpoints keep, so `zoo.load` and
+    `load_from_checkpoint` rebuild the net without being handed it.
+    """
+
+    def __init__(
+        self,
+        net: dict[str, Any] | nn.Module,
+        input_shape: tuple[int, ...],
+        num_outputs: int,
+        kind: str = "classification",
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__(input_shape, optimizer, scheduler, compile)
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        check_positive("num_outputs", num_outputs)
+        if isinstance(net, nn.Module):
+            self.save_hyperparameters(ignore=["net"])
+            self.net = net
+        else:
+            self.save_hyperparameters()
+            self.net = build_net(net, input_shape=self.input_shape, num_outputs=num_outputs)
+        self.kind = kind
+        if kind == "classification":
+            metric = MetricCollection({"acc": MulticlassAccuracy(num_outputs, average="micro")})
+        else:
+            metric = MetricCollection({"mse": MeanSquaredError()})
+        # No train metric: per-step metric updates cost time and train/loss already tells.
+        self.metrics = nn.ModuleDict({s: metric.clone(prefix=f"{s}/") for s in ("val", "test")})
+        self.example_input_array = torch.zeros(2, *self.input_shape)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy on logits, or mean squared error for regression."""
+        if self.kind == "classification":
+            return F.cross_entropy(output, target)
+        return F.mse_loss(output, target.view_as(output))
+
+    def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """(loss, output, target) for one batch; the target shaped like the output for regression."""
+        x, y = batch
+        output = self(self.prepare_input(x))
+        if self.kind == "regression":
+            y = y.view_as(output)
+        return self.loss(output, y), output, y
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss, _, _ = self._step(batch)
+        self.log_train_step({"loss": loss}, len(batch[0]), prog_bar=("loss",))
+        return loss
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        loss, output, y = self._step(batch)
+        getattr(self, f"{stage}_means").add({"loss": loss}, len(y))
+        prediction = output.argmax(-1) if self.kind == "classification" else output
+        self.metrics[stage].update(prediction, y)
+        return loss
+
+    def _log_evaluation(self, stage: str) -> None:
+        self.log_epoch(stage, self.metrics[stage].compute())
+        self.metrics[stage].reset()
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_evaluation("val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_evaluation("test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(self.prepare_input(x))
