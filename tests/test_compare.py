@@ -9,6 +9,8 @@ import pytest
 from conftest import REPO, compose_config
 from torch.utils.tensorboard import SummaryWriter
 
+import zoo
+from zoo.registry import models_for
 from zoo.training import train
 
 
@@ -31,3 +33,26 @@ def test_compare_tables_finished_runs_plots_them_and_skips_crashed(tmp_path):
         assert cells[4] == "val/acc" and cells[6] == "test/acc" and cells[8] == "2"  # epochs
         assert float(cells[9]) > 0 and float(cells[10].replace(",", "")) > 0  # seconds, samples/s
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_compare_sweep_runs_the_pairs_that_fit_and_lists_the_others_as_not_applicable(tmp_path):
+    """experiment=compare on sequences: image-only models are skipped with their reason."""
+    logs = tmp_path / "logs"
+    sweep = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "-m", "experiment=compare", "data=adding",
+         "data.seq_len=6", "data.num_samples=120", "trainer.max_epochs=1",
+         f"paths.log_dir={logs}", "~callbacks.progress_bar", "+trainer.enable_progress_bar=false"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    image_only = set(zoo.list_models()) - set(models_for("sequence"))
+    assert {"cnn", "gan", "dcgan"} <= image_only
+    for name in image_only:
+        assert f"not applicable, skipped: model={name} " in sweep.stdout
+    assert sweep.stdout.count("test/mse") == len(zoo.list_models()) - len(image_only)
+    result = subprocess.run([sys.executable, str(REPO / "compare.py"), str(logs)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    listed = [line for line in result.stdout.splitlines() if line.startswith("not applicable")]
+    assert len(listed) == len(image_only) and all("takes images" in line for line in listed)

@@ -8,6 +8,8 @@ from pathlib import Path
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+# A sweep's run folder for a model/data pair that cannot work holds this file, with the reason.
+NOT_APPLICABLE = "not_applicable.txt"
 COLUMNS = ("run", "model", "dataset", "parameters", "best val", "test", "epochs", "fit s", "samples/s")
 
 
@@ -134,6 +136,8 @@ def compare(roots: list[Path], plot_path: Path) -> int:
     runs, skipped = find_runs(roots)
     for folder, reason in skipped:
         print(f"skipped {folder}: {reason}")
+    for record in sorted(p for root in roots for p in root.rglob(NOT_APPLICABLE)):
+        print(f"not applicable {record.parent}: {record.read_text().strip()}")
     if not runs:
         print(f"error: no finished runs under {', '.join(map(str, roots))}")
         return 1

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
 from zoo.checkpoints import checkpoint_dir, resolve_ckpt_path
+from zoo.compare import NOT_APPLICABLE
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import DoesNotFitError, build_model
 from zoo.tasks import Task
@@ -169,9 +170,6 @@ def skip_if_sweeping(error: DoesNotFitError, config: DictConfig) -> bool:
     (folder / NOT_APPLICABLE).write_text(f"{error}\n")
     print(f"not applicable, skipped: {error}")
     return True
-
-
-NOT_APPLICABLE = "not_applicable.txt"
 
 
 def train(config: DictConfig) -> dict[str, float]:
