@@ -27,7 +27,8 @@ def sample(
     model = zoo.load(path)  # CheckpointError (a ValueError): one line
     if not isinstance(model, Adversarial):
         raise ValueError(  # noqa: TRY004 - bad user input, reported like every other one
-            f"{path} holds a {model.name}, not a GAN (no generator to sample from)")
+            f"{path} holds a {model.name}, not a GAN (no generator to sample from)"
+        )
     model.eval()
     torch.manual_seed(seed)
     with torch.no_grad():

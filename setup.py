@@ -1,4 +1,4 @@
-"""Ships the top-level conf/ inside the wheel as zoo/conf, so zoo.create_model works when installed."""
+"""Ships the top-level conf/ inside the wheel as zoo/conf: zoo.create_model works when installed."""
 
 from setuptools import find_packages, setup
 

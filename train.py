@@ -1,4 +1,4 @@
-"""Train one architecture: `python train.py model=cnn`; several: `python train.py -m model=mlp,cnn`."""
+"""Train one architecture (`python train.py model=cnn`) or several (`-m model=mlp,cnn`)."""
 
 import sys
 

@@ -32,8 +32,14 @@ STEPS = [
     ("+ the zoo's step logging (torchmetrics means; self.log on logging steps)", {"log": True}),
     ("+ TensorBoard logger and LR monitor", {"logger": True, "callbacks": ["lr_monitor"]}),
     ("+ progress bar (refresh every 10 steps)", {"callbacks": ["progress_bar"]}),
-    ("+ ModelCheckpoint and LastCheckpoint", {"callbacks": ["model_checkpoint", "last_checkpoint"]}),
-    ("+ FiniteLossGuard and RunStats = train.py's config", {"callbacks": ["finite_loss", "run_stats"]}),
+    (
+        "+ ModelCheckpoint and LastCheckpoint",
+        {"callbacks": ["model_checkpoint", "last_checkpoint"]},
+    ),
+    (
+        "+ FiniteLossGuard and RunStats = train.py's config",
+        {"callbacks": ["finite_loss", "run_stats"]},
+    ),
 ]
 
 
@@ -47,7 +53,9 @@ def step_ms(family: str, epochs: int, parts: dict, device: str) -> float:
             config.trainer.enable_model_summary = False
             config.trainer.enable_checkpointing = "model_checkpoint" in parts["callbacks"]
             config.trainer.default_root_dir = folder
-            config.callbacks = {k: v for k, v in config.callbacks.items() if k in parts["callbacks"]}
+            config.callbacks = {
+                k: v for k, v in config.callbacks.items() if k in parts["callbacks"]
+            }
             if not parts["logger"]:
                 config.logger = None
         datamodule, model, trainer = build_run(config)
@@ -55,7 +63,11 @@ def step_ms(family: str, epochs: int, parts: dict, device: str) -> float:
             model.log_train_step = lambda values, *args, **kwargs: None
         clock = StepClock(device, warmup_steps=0, skip_epochs=1)
         trainer.callbacks.append(ClockCallback(clock))
-        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):
+        with (
+            open(os.devnull, "w") as sink,
+            contextlib.redirect_stderr(sink),
+            contextlib.redirect_stdout(sink),
+        ):
             trainer.fit(model, datamodule=datamodule)
     return datamodule.batch_size / clock.throughput * 1e3
 
@@ -78,19 +90,30 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     cumulative, rows = {"log": False, "logger": False, "callbacks": []}, []
     for name, added in STEPS:
-        cumulative = {"log": cumulative["log"] or added.get("log", False),
-                      "logger": cumulative["logger"] or added.get("logger", False),
-                      "callbacks": cumulative["callbacks"] + added.get("callbacks", [])}
+        cumulative = {
+            "log": cumulative["log"] or added.get("log", False),
+            "logger": cumulative["logger"] or added.get("logger", False),
+            "callbacks": cumulative["callbacks"] + added.get("callbacks", []),
+        }
         rows.append((name, dict(cumulative)))
-    best = {"raw PyTorch loop (throughput.py's)": float("inf"), **{name: float("inf") for name, _ in rows}}
-    for _ in range(args.repeats):  # rows interleaved, so a slow spell of the machine hits all of them
-        best["raw PyTorch loop (throughput.py's)"] = min(best["raw PyTorch loop (throughput.py's)"],
-                                                          raw_ms(args.family, args.epochs, args.device))
+    best = {
+        "raw PyTorch loop (throughput.py's)": float("inf"),
+        **{name: float("inf") for name, _ in rows},
+    }
+    for _ in range(
+        args.repeats
+    ):  # rows interleaved, so a slow spell of the machine hits all of them
+        best["raw PyTorch loop (throughput.py's)"] = min(
+            best["raw PyTorch loop (throughput.py's)"],
+            raw_ms(args.family, args.epochs, args.device),
+        )
         for name, parts in rows:
             best[name] = min(best[name], step_ms(args.family, args.epochs, parts, args.device))
     print(versions())
-    print(f"\n{args.family} on digits, {args.device}, batch 64, best of {args.repeats}\n\n| configuration | ms per step | "
-          "added |\n|---|---|---|")
+    print(
+        f"\n{args.family} on digits, {args.device}, batch 64, best of {args.repeats}\n\n"
+        "| configuration | ms per step | added |\n|---|---|---|"
+    )
     previous = None
     for name, ms in best.items():
         added = "" if previous is None else f"{ms - previous:+.2f}"

@@ -53,31 +53,49 @@ class SyntheticImages(TensorDataModule):
 
     name = "synthetic-mnist"
 
-    def __init__(self, train_size: int = 60000, val_size: int = 512, shape: tuple = (1, 28, 28),
-                 **loader_args: Any) -> None:
+    def __init__(
+        self,
+        train_size: int = 60000,
+        val_size: int = 512,
+        shape: tuple = (1, 28, 28),
+        **loader_args: Any,
+    ) -> None:
         super().__init__(**loader_args)
         self.sizes = {"train": train_size, "val": val_size, "test": val_size}
         self.shape = tuple(shape)
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         generator = torch.Generator().manual_seed(0)
-        return {split: (torch.randn(n, *self.shape, generator=generator),
-                        torch.randint(0, 10, (n,), generator=generator)) for split, n in self.sizes.items()}
+        return {
+            split: (
+                torch.randn(n, *self.shape, generator=generator),
+                torch.randint(0, 10, (n,), generator=generator),
+            )
+            for split, n in self.sizes.items()
+        }
 
 
-def make_config(family: str, data: str, device: str, output_dir: Path, overrides: tuple = ()) -> DictConfig:
+def make_config(
+    family: str, data: str, device: str, output_dir: Path, overrides: tuple = ()
+) -> DictConfig:
     """train.py's config for this run: real callbacks, logger and progress bar."""
     trainer = "gpu" if device == "cuda" else "cpu"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        config = compose("config", overrides=[f"model={family}", f"trainer={trainer}", "data=digits", *overrides])
+        config = compose(
+            "config", overrides=[f"model={family}", f"trainer={trainer}", "data=digits", *overrides]
+        )
     with open_dict(config):
         config.paths.output_dir = str(output_dir)
         config.paths.data_dir = str(output_dir / "data")
-        if "fid_classifier_epochs" in config.model:  # GANs: one FID classifier per data set, trained once
+        if (
+            "fid_classifier_epochs" in config.model
+        ):  # GANs: one FID classifier per data set, trained once
             config.model.fid_classifier_epochs = 1
             config.model.fid_cache_dir = FID_CACHE
         if data == "mnist-shaped":
-            config.data = OmegaConf.create({"_target_": f"{__name__}.SyntheticImages", "batch_size": 128})
+            config.data = OmegaConf.create(
+                {"_target_": f"{__name__}.SyntheticImages", "batch_size": 128}
+            )
     return config
 
 
@@ -135,12 +153,18 @@ def run_lightning(config: DictConfig, clock: StepClock, epochs: int, steps: int 
     datamodule, model, trainer = build_run(config)
     trainer.callbacks.append(ClockCallback(clock))
     start = time.perf_counter()
-    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):
+    with (
+        open(os.devnull, "w") as sink,
+        contextlib.redirect_stderr(sink),
+        contextlib.redirect_stdout(sink),
+    ):
         trainer.fit(model, datamodule=datamodule)
     return time.perf_counter() - start
 
 
-def run_raw(config: DictConfig, clock: StepClock, epochs: int, steps: int | None, device: str) -> float:
+def run_raw(
+    config: DictConfig, clock: StepClock, epochs: int, steps: int | None, device: str
+) -> float:
     """(b): the same model, loader, batch size, optimizer and precision in a plain loop,
     with a validation pass per epoch like the Lightning run; returns seconds."""
     # A plain PyTorch script never imports Lightning, which sets this; with it, each Adam step
@@ -161,9 +185,13 @@ def run_raw(config: DictConfig, clock: StepClock, epochs: int, steps: int | None
         for net in networks.values():
             net.compile()
     gan = isinstance(task, Adversarial)
-    optimizers = [instantiate(optimizer_config, params=networks[name].parameters())
-                  for name, optimizer_config in task.optimizer_configs().items()]
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.trainer.precision == "bf16-mixed")
+    optimizers = [
+        instantiate(optimizer_config, params=networks[name].parameters())
+        for name, optimizer_config in task.optimizer_configs().items()
+    ]
+    autocast = torch.autocast(
+        device, dtype=torch.bfloat16, enabled=config.trainer.precision == "bf16-mixed"
+    )
     train_x, train_y = (t.to(target) for t in datamodule.splits["train"])
     val_x, val_y = (t.to(target) for t in datamodule.splits["val"])
     loader = InMemoryLoader(train_x, train_y, batch_size=datamodule.batch_size, shuffle=True)
@@ -201,15 +229,17 @@ def run_raw(config: DictConfig, clock: StepClock, epochs: int, steps: int | None
     return time.perf_counter() - start
 
 
-def raw_gan_step(generator: nn.Module, discriminator: nn.Module, optimizers: list, real: Tensor,
-                 latent_dim: int) -> None:
+def raw_gan_step(
+    generator: nn.Module, discriminator: nn.Module, optimizers: list, real: Tensor, latent_dim: int
+) -> None:
     """One non-saturating GAN step as zoo's GAN does it: D on real and G(z).detach(), then G
     through a frozen D (what Lightning's toggle_optimizer does)."""
     optimizer_g, optimizer_d = optimizers
     fake = torch.tanh(generator(torch.randn(len(real), latent_dim, device=real.device)))
     logits_real, logits_fake = discriminator(real), discriminator(fake.detach())
-    d_loss = (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
-              + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
+    d_loss = F.binary_cross_entropy_with_logits(
+        logits_real, torch.ones_like(logits_real)
+    ) + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
     optimizer_d.zero_grad(set_to_none=True)
     d_loss.backward()
     optimizer_d.step()
@@ -222,8 +252,15 @@ def raw_gan_step(generator: nn.Module, discriminator: nn.Module, optimizers: lis
     discriminator.requires_grad_(True)
 
 
-def compare(family: str, data: str, device: str, repeats: int, quick: bool, full_epochs: bool = False,
-            overrides: tuple = ()) -> dict[str, Any]:
+def compare(
+    family: str,
+    data: str,
+    device: str,
+    repeats: int,
+    quick: bool,
+    full_epochs: bool = False,
+    overrides: tuple = (),
+) -> dict[str, Any]:
     """Best-of-`repeats` samples/s of both paths, alternating, in this process.
 
     `full_epochs`: two whole epochs, the second one counted (digits always works this way)."""
@@ -246,9 +283,17 @@ def compare(family: str, data: str, device: str, repeats: int, quick: bool, full
                     wall = run_raw(config, clock, epochs, steps, device)
             best[path] = max(best[path], clock.throughput)
             seconds[path] = min(seconds[path], wall)
-    return {"family": family, "data": data, "device": device, "epochs": epochs, "steps": steps,
-            "batch": 64 if data == "digits" else 128, **{f"{p}_sps": v for p, v in best.items()},
-            **{f"{p}_s": v for p, v in seconds.items()}, "ratio": best["lightning"] / best["raw"]}
+    return {
+        "family": family,
+        "data": data,
+        "device": device,
+        "epochs": epochs,
+        "steps": steps,
+        "batch": 64 if data == "digits" else 128,
+        **{f"{p}_sps": v for p, v in best.items()},
+        **{f"{p}_s": v for p, v in seconds.items()},
+        "ratio": best["lightning"] / best["raw"],
+    }
 
 
 def loader_epoch_seconds(loader: Any, device: str) -> float:
@@ -269,12 +314,20 @@ def compare_loaders(device: str) -> list[tuple[str, float]]:
     on_device = (images.to(device), labels.to(device))
     pin = device == "cuda"
     loaders = {
-        "InMemoryLoader (zoo, data.loader=auto)": InMemoryLoader(*on_device, batch_size=128, shuffle=True),
-        "DataLoader, num_workers=0": DataLoader(TensorDataset(images, labels), batch_size=128, shuffle=True,
-                                                pin_memory=pin),
+        "InMemoryLoader (zoo, data.loader=auto)": InMemoryLoader(
+            *on_device, batch_size=128, shuffle=True
+        ),
+        "DataLoader, num_workers=0": DataLoader(
+            TensorDataset(images, labels), batch_size=128, shuffle=True, pin_memory=pin
+        ),
         "DataLoader, num_workers=2, persistent": DataLoader(
-            TensorDataset(images, labels), batch_size=128, shuffle=True, num_workers=2,
-            persistent_workers=True, pin_memory=pin),
+            TensorDataset(images, labels),
+            batch_size=128,
+            shuffle=True,
+            num_workers=2,
+            persistent_workers=True,
+            pin_memory=pin,
+        ),
     }
     results = []
     for name, loader in loaders.items():
@@ -289,13 +342,16 @@ def versions() -> str:
     import torchvision
 
     cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    return (f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n"
-            f"- machine: {cpu}, {os.cpu_count()} CPU cores visible, torch threads {torch.get_num_threads()}; "
-            f"GPU: {gpu}\n- python {platform.python_version()}, torch {torch.__version__}, lightning "
-            f"{lightning.__version__}, torchvision {torchvision.__version__}")
+    return (
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n"
+        f"- machine: {cpu}, {os.cpu_count()} CPU cores visible, "
+        f"torch threads {torch.get_num_threads()}; "
+        f"GPU: {gpu}\n- python {platform.python_version()}, torch {torch.__version__}, lightning "
+        f"{lightning.__version__}, torchvision {torchvision.__version__}"
+    )
 
 
 def main() -> None:
@@ -310,27 +366,58 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)  # model summaries, tips
     devices = args.devices.split(",")
     print(versions())
-    print("\n| device | family | data | batch | measured | zoo (Lightning) samples/s | raw loop samples/s "
-          "| ratio | zoo fit s | raw s |\n|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| device | family | data | batch | measured | zoo (Lightning) samples/s "
+        "| raw loop samples/s | ratio | zoo fit s | raw s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
+    )
     for device in devices:
         for family in args.families.split(","):
             if family not in zoo.list_models():
-                raise SystemExit(f"error: unknown family {family!r}; registered: {', '.join(zoo.list_models())}")
+                raise SystemExit(
+                    f"error: unknown family {family!r}; registered: {', '.join(zoo.list_models())}"
+                )
             for data in args.data.split(","):
-                row = compare(family, data, device, repeats=1 if args.quick else args.repeats, quick=args.quick)
-                window = f"{row['epochs']} epochs" if row["steps"] is None else f"{row['steps']} steps"
-                print(f"| {device} | {family} | {data} | {row['batch']} | {window} | {row['lightning_sps']:,.0f} "
-                      f"| {row['raw_sps']:,.0f} | **{row['ratio']:.2f}** | {row['lightning_s']:.2f} "
-                      f"| {row['raw_s']:.2f} |", flush=True)
+                row = compare(
+                    family,
+                    data,
+                    device,
+                    repeats=1 if args.quick else args.repeats,
+                    quick=args.quick,
+                )
+                window = (
+                    f"{row['epochs']} epochs" if row["steps"] is None else f"{row['steps']} steps"
+                )
+                print(
+                    f"| {device} | {family} | {data} | {row['batch']} | {window} "
+                    f"| {row['lightning_sps']:,.0f} | {row['raw_sps']:,.0f} "
+                    f"| **{row['ratio']:.2f}** | {row['lightning_s']:.2f} | {row['raw_s']:.2f} |",
+                    flush=True,
+                )
     if "cuda" in devices:
-        print("\n| device | cnn, one epoch of 60,000 MNIST-shaped samples, batch 128 | zoo (Lightning) s "
-              "| raw loop s | ratio |\n|---|---|---|---|---|")
+        print(
+            "\n| device | cnn, one epoch of 60,000 MNIST-shaped samples, batch 128 "
+            "| zoo (Lightning) s | raw loop s | ratio |\n|---|---|---|---|---|"
+        )
         for name, overrides in (("eager", ()), ("model.compile=true", ("model.compile=true",))):
-            row = compare("cnn", "mnist-shaped", "cuda", repeats=1 if args.quick else args.repeats,
-                          quick=args.quick, full_epochs=True, overrides=overrides)
-            print(f"| cuda | {name} | {60000 / row['lightning_sps']:.3f} | {60000 / row['raw_sps']:.3f} "
-                  f"| **{row['ratio']:.2f}** |", flush=True)
-    print("\n| device | loader over 60000x1x28x28, batch 128, shuffled | samples/s | vs in-memory |\n|---|---|---|---|")
+            row = compare(
+                "cnn",
+                "mnist-shaped",
+                "cuda",
+                repeats=1 if args.quick else args.repeats,
+                quick=args.quick,
+                full_epochs=True,
+                overrides=overrides,
+            )
+            print(
+                f"| cuda | {name} | {60000 / row['lightning_sps']:.3f} "
+                f"| {60000 / row['raw_sps']:.3f} | **{row['ratio']:.2f}** |",
+                flush=True,
+            )
+    print(
+        "\n| device | loader over 60000x1x28x28, batch 128, shuffled | samples/s | vs in-memory |"
+        "\n|---|---|---|---|"
+    )
     for device in devices:
         results = compare_loaders(device)
         for name, rate in results:

@@ -16,7 +16,10 @@ REPO = Path(__file__).resolve().parent.parent
 def compose_config(output_dir: Path, overrides: list[str] = ()) -> DictConfig:
     """The config `python train.py <overrides>` would see, writing into `output_dir`."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        config = compose("config", overrides=[*overrides, "~callbacks.progress_bar", "+trainer.enable_progress_bar=false"])
+        config = compose(
+            "config",
+            overrides=[*overrides, "~callbacks.progress_bar", "+trainer.enable_progress_bar=false"],
+        )
     with open_dict(config):
         config.paths.output_dir = str(output_dir)
         config.paths.data_dir = str(output_dir / "data")

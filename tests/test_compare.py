@@ -17,12 +17,20 @@ from zoo.training import train
 @pytest.mark.slow
 def test_compare_tables_finished_runs_plots_them_and_skips_crashed(tmp_path):
     for model in ("mlp", "cnn"):
-        train(compose_config(tmp_path / "logs" / f"{model}-digits", [f"model={model}", "trainer.max_epochs=2"]))
+        train(
+            compose_config(
+                tmp_path / "logs" / f"{model}-digits", [f"model={model}", "trainer.max_epochs=2"]
+            )
+        )
     with SummaryWriter(tmp_path / "logs" / "crashed") as writer:
         writer.add_scalar("val/loss", 1.0, 0)
     plot = tmp_path / "curves.png"
-    result = subprocess.run([sys.executable, str(REPO / "compare.py"), str(tmp_path / "logs"), "--plot", str(plot)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "compare.py"), str(tmp_path / "logs"), "--plot", str(plot)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith("skipped") and "crashed" in line for line in lines)
@@ -40,10 +48,22 @@ def test_compare_sweep_runs_the_pairs_that_fit_and_lists_the_others_as_not_appli
     """experiment=compare on sequences: image-only models are skipped with their reason."""
     logs = tmp_path / "logs"
     sweep = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "-m", "experiment=compare", "data=adding",
-         "data.seq_len=6", "data.num_samples=120", "trainer.max_epochs=1",
-         f"paths.log_dir={logs}", "~callbacks.progress_bar", "+trainer.enable_progress_bar=false"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "-m",
+            "experiment=compare",
+            "data=adding",
+            "data.seq_len=6",
+            "data.num_samples=120",
+            "trainer.max_epochs=1",
+            f"paths.log_dir={logs}",
+            "~callbacks.progress_bar",
+            "+trainer.enable_progress_bar=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     image_only = set(zoo.list_models()) - set(models_for("sequence"))
@@ -51,8 +71,12 @@ def test_compare_sweep_runs_the_pairs_that_fit_and_lists_the_others_as_not_appli
     for name in image_only:
         assert f"not applicable, skipped: model={name} " in sweep.stdout
     assert sweep.stdout.count("test/mse") == len(zoo.list_models()) - len(image_only)
-    result = subprocess.run([sys.executable, str(REPO / "compare.py"), str(logs)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "compare.py"), str(logs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     listed = [line for line in result.stdout.splitlines() if line.startswith("not applicable")]
     assert len(listed) == len(image_only) and all("takes images" in line for line in listed)

@@ -17,7 +17,11 @@ from zoo.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from zoo.training import ConfigError, build, build_run, train
 
 TRAIN_SIZE, TEST_SIZE, VAL_SIZE = 48, 16, 8
-MODULES = {"mnist": MNISTDataModule, "fashion_mnist": FashionMNISTDataModule, "cifar10": CIFAR10DataModule}
+MODULES = {
+    "mnist": MNISTDataModule,
+    "fashion_mnist": FashionMNISTDataModule,
+    "cifar10": CIFAR10DataModule,
+}
 SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
@@ -31,13 +35,19 @@ def random_split(size: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarr
 def write_idx(path: Path, array: np.ndarray) -> None:
     """The IDX format: magic (0, 0, type 0x08 = ubyte, number of dims), big-endian sizes, bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     path.write_bytes(header + array.tobytes())
 
 
 def write_mnist(root: Path, folder: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """<root>/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte, as torchvision reads them."""
-    splits = {"train": random_split(TRAIN_SIZE, (28, 28), 1), "t10k": random_split(TEST_SIZE, (28, 28), 2)}
+    """<root>/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte, as torchvision reads
+    them."""
+    splits = {
+        "train": random_split(TRAIN_SIZE, (28, 28), 1),
+        "t10k": random_split(TEST_SIZE, (28, 28), 2),
+    }
     for prefix, (images, labels) in splits.items():
         write_idx(root / folder / "raw" / f"{prefix}-images-idx3-ubyte", images)
         write_idx(root / folder / "raw" / f"{prefix}-labels-idx1-ubyte", labels)
@@ -53,9 +63,15 @@ def write_cifar10(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     chunks = [(train[0][i::5], train[1][i::5]) for i in range(5)] + [test]
     for name, (images, labels) in zip(names, chunks):
-        batch = {"batch_label": name, "data": images.reshape(len(images), -1), "labels": labels.tolist()}
+        batch = {
+            "batch_label": name,
+            "data": images.reshape(len(images), -1),
+            "labels": labels.tolist(),
+        }
         (folder / name).write_bytes(pickle.dumps(batch))
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class {i}" for i in range(10)]}))
+    (folder / "batches.meta").write_bytes(
+        pickle.dumps({"label_names": [f"class {i}" for i in range(10)]})
+    )
     order = np.concatenate([np.arange(TRAIN_SIZE)[i::5] for i in range(5)])  # batch-file order
     return {"train": (train[0][order], train[1][order]), "test": test}
 
@@ -106,7 +122,9 @@ def test_real_format_files_load_split_and_normalise(make_config, write_dataset, 
     torch.testing.assert_close(test_images, (expected.float() / 255 - mean) / std)  # channel first
     assert test_labels.tolist() == written["test"][1].tolist()
     # train + val together are exactly the written training images
-    seen = pixels(torch.cat([datamodule.splits["train"][0], datamodule.splits["val"][0]])).flatten(1)
+    seen = pixels(torch.cat([datamodule.splits["train"][0], datamodule.splits["val"][0]])).flatten(
+        1
+    )
     original = torch.as_tensor(written["train"][0]).flatten(1)
     assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, original.tolist()))
 
@@ -115,7 +133,9 @@ def test_train_val_split_is_seeded(make_config, write_dataset):
     write_dataset("mnist")
 
     def val_images(seed: int) -> list[int]:
-        datamodule = build(make_config("data=mnist", f"data.val_size={VAL_SIZE}", f"data.seed={seed}").data)
+        datamodule = build(
+            make_config("data=mnist", f"data.val_size={VAL_SIZE}", f"data.seed={seed}").data
+        )
         datamodule.setup()
         return datamodule.splits["val"][0].flatten(1).sum(1).tolist()
 
@@ -127,7 +147,9 @@ def test_both_loaders_give_the_same_batches(make_config, write_dataset):
     write_dataset("cifar10")
     batches = {}
     for loader in ("memory", "dataloader"):
-        datamodule = build(make_config("data=cifar10", f"data.val_size={VAL_SIZE}", f"data.loader={loader}").data)
+        datamodule = build(
+            make_config("data=cifar10", f"data.val_size={VAL_SIZE}", f"data.loader={loader}").data
+        )
         datamodule.setup()
         batches[loader] = next(iter(datamodule.val_dataloader()))
     torch.testing.assert_close(batches["memory"], batches["dataloader"])
@@ -137,8 +159,13 @@ def test_both_loaders_give_the_same_batches(make_config, write_dataset):
 @pytest.mark.parametrize("name", MODULES)
 def test_every_architecture_trains_on_every_dataset(make_config, write_dataset, name, model):
     write_dataset(name)
-    config = make_config(f"data={name}", f"model={model}", f"data.val_size={VAL_SIZE}",
-                         "data.batch_size=8", "+trainer.fast_dev_run=true")
+    config = make_config(
+        f"data={name}",
+        f"model={model}",
+        f"data.val_size={VAL_SIZE}",
+        "data.batch_size=8",
+        "+trainer.fast_dev_run=true",
+    )
     try:
         _, built, _ = build_run(config)
     except ConfigError as error:  # an architecture that does not fit this input shape says so

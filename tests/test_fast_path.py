@@ -29,16 +29,24 @@ def test_in_memory_loader_reshuffles_every_epoch():
     loader = InMemoryLoader(torch.arange(100), batch_size=32, shuffle=True)
     first, second = epoch_indices(loader), epoch_indices(loader)
     assert sorted(first) == sorted(second) == list(range(100)) and first != second
-    assert len(loader) == 4 and epoch_indices(InMemoryLoader(torch.arange(10), batch_size=4)) == list(range(10))
+    assert len(loader) == 4 and epoch_indices(
+        InMemoryLoader(torch.arange(10), batch_size=4)
+    ) == list(range(10))
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_ddp_shards_split_one_order_into_equal_disjoint_parts(shuffle):
-    ranks = [InMemoryLoader(torch.arange(101), batch_size=16, shuffle=shuffle, rank=r, world_size=2, seed=3)
-             for r in (0, 1)]
+    ranks = [
+        InMemoryLoader(
+            torch.arange(101), batch_size=16, shuffle=shuffle, rank=r, world_size=2, seed=3
+        )
+        for r in (0, 1)
+    ]
     for epoch in range(2):
         parts = [epoch_indices(loader) for loader in ranks]
-        assert len(parts[0]) == len(parts[1]) == 50 == 16 * (len(ranks[0]) - 1) + 2  # same step count
+        assert (
+            len(parts[0]) == len(parts[1]) == 50 == 16 * (len(ranks[0]) - 1) + 2
+        )  # same step count
         assert not set(parts[0]) & set(parts[1])
         if epoch == 0:
             first_epoch = parts
@@ -50,8 +58,12 @@ def test_auto_loader_serves_small_data_from_memory_and_large_data_with_a_dataloa
     large = DigitsDataModule(batch_size=64, memory_limit_mb=0)
     assert isinstance(small.train_dataloader(), InMemoryLoader)
     assert isinstance(large.train_dataloader(), DataLoader)
-    forced = DigitsDataModule(batch_size=64, loader="dataloader", num_workers=2, persistent_workers=True)
-    assert forced.train_dataloader().num_workers == 2 and forced.train_dataloader().persistent_workers
+    forced = DigitsDataModule(
+        batch_size=64, loader="dataloader", num_workers=2, persistent_workers=True
+    )
+    assert (
+        forced.train_dataloader().num_workers == 2 and forced.train_dataloader().persistent_workers
+    )
 
 
 @pytest.mark.parametrize("name", zoo.list_models())
@@ -88,8 +100,15 @@ def test_channels_last_steps_match_contiguous_ones():
 @pytest.mark.parametrize("model", ["cnn", "lstm"])
 def test_gpu_trainer_settings_train_on_the_cpu(make_config, model):
     """trainer=gpu's bf16-mixed precision and benchmark flag, on the CPU (autocast to bfloat16)."""
-    metrics = train(make_config(f"model={model}", "trainer=gpu", "trainer.accelerator=cpu",
-                                "+trainer.limit_train_batches=5", "trainer.max_epochs=2"))
+    metrics = train(
+        make_config(
+            f"model={model}",
+            "trainer=gpu",
+            "trainer.accelerator=cpu",
+            "+trainer.limit_train_batches=5",
+            "trainer.max_epochs=2",
+        )
+    )
     assert all(torch.isfinite(torch.tensor(value)) for value in metrics.values())
     assert metrics["test/acc"] > 0.2  # ten steps of bf16 training beat chance (0.1)
 
@@ -104,8 +123,14 @@ def test_gpu_and_ddp_trainer_configs(make_config):
 def run_ddp_cli(*args: str, cwd) -> subprocess.CompletedProcess:
     """train.py in its own process group, so a timeout also ends the DDP worker it spawned."""
     command = [sys.executable, str(REPO / "train.py"), *args, f"paths.log_dir={cwd / 'logs'}"]
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = process.communicate(timeout=600)  # ~15 s on 2 idle cores
     except subprocess.TimeoutExpired:
@@ -116,10 +141,18 @@ def run_ddp_cli(*args: str, cwd) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_ddp_trains_with_two_cpu_processes(tmp_path):
-    result = run_ddp_cli("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-                         "trainer.precision=32-true", "trainer.benchmark=false", "trainer.max_epochs=1",
-                         "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2", "model=mlp",
-                         cwd=tmp_path)
+    result = run_ddp_cli(
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        "trainer.benchmark=false",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=4",
+        "+trainer.limit_val_batches=2",
+        "model=mlp",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("test/acc") == 1  # only rank 0 prints the summary
     run_dir = next((tmp_path / "logs").glob("mlp-digits/*"))

@@ -36,8 +36,14 @@ class Payload:
 
 
 def cli(*args: str, run_dir: Path) -> list[str]:
-    return [sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={run_dir}",
-            "~callbacks.progress_bar", "+trainer.enable_progress_bar=false"]
+    return [
+        sys.executable,
+        str(REPO / "train.py"),
+        *args,
+        f"hydra.run.dir={run_dir}",
+        "~callbacks.progress_bar",
+        "+trainer.enable_progress_bar=false",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +62,12 @@ def test_planted_pickle_payload_never_runs(trained_checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match="refusing to load .*could run code"):
         Supervised.load_from_checkpoint(evil)
     run = tmp_path / "run"
-    result = subprocess.run(cli("model=mlp", "trainer.max_epochs=1", f"ckpt_path={evil}", run_dir=run),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        cli("model=mlp", "trainer.max_epochs=1", f"ckpt_path={evil}", run_dir=run),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert re.search(r"^error: refusing to load .*evil.ckpt", result.stderr, re.MULTILINE)
     assert "Traceback" not in result.stderr
@@ -83,7 +93,9 @@ def test_new_run_never_overwrites_an_earlier_runs_checkpoints(trained_checkpoint
     folder = trained_checkpoint.parent.parent
     with pytest.raises(ConfigError, match="already holds an earlier run's checkpoints"):
         train(compose_config(folder, ["model=mlp", "trainer.max_epochs=1"]))
-    with pytest.raises(CheckpointError, match=r"holds another model or size than this run's ConvNet"):
+    with pytest.raises(
+        CheckpointError, match=r"holds another model or size than this run's ConvNet"
+    ):
         train(compose_config(folder, ["model=cnn", "ckpt_path=last"]))
     assert trained_checkpoint.read_bytes() == before
 
@@ -91,19 +103,37 @@ def test_new_run_never_overwrites_an_earlier_runs_checkpoints(trained_checkpoint
 @pytest.mark.slow
 def test_resuming_with_other_overrides_names_the_runs_own_command(tmp_path):
     run = tmp_path / "run"
-    first = subprocess.run(cli("model=mlp", "model.hidden_sizes=[32]", "trainer.max_epochs=1", run_dir=run),
-                           capture_output=True, text=True, timeout=120)
+    first = subprocess.run(
+        cli("model=mlp", "model.hidden_sizes=[32]", "trainer.max_epochs=1", run_dir=run),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert first.returncode == 0, first.stderr[-2000:]
-    result = subprocess.run(cli("trainer.max_epochs=2", "ckpt_path=last", run_dir=run),  # forgot model=...
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        cli("trainer.max_epochs=2", "ckpt_path=last", run_dir=run),  # forgot model=...
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     resume = shlex.split(line.split("resume with: ")[1])
-    assert {"model=mlp", "model.hidden_sizes=[32]", "ckpt_path=last", f"hydra.run.dir={run}"} <= set(resume)
-    command = [sys.executable, str(REPO / "train.py"),
-               *("trainer.max_epochs=2" if arg == "trainer.max_epochs=1" else arg for arg in resume[2:])]
+    assert {
+        "model=mlp",
+        "model.hidden_sizes=[32]",
+        "ckpt_path=last",
+        f"hydra.run.dir={run}",
+    } <= set(resume)
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        *("trainer.max_epochs=2" if arg == "trainer.max_epochs=1" else arg for arg in resume[2:]),
+    ]
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and re.search(r"test/acc [\d.]+, .*, 2 epochs", again.stdout), again.stderr[-2000:]
+    assert again.returncode == 0 and re.search(r"test/acc [\d.]+, .*, 2 epochs", again.stdout), (
+        again.stderr[-2000:]
+    )
 
 
 def test_trained_checkpoint_restores_for_inference(trained_checkpoint):
@@ -112,8 +142,15 @@ def test_trained_checkpoint_restores_for_inference(trained_checkpoint):
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_a_good_checkpoint(tmp_path):
-    config = compose_config(tmp_path, ["model=mlp", "optimizer=sgd", "optimizer.lr=1e12",
-                                       "callbacks.last_checkpoint.every_n_train_steps=1"])
+    config = compose_config(
+        tmp_path,
+        [
+            "model=mlp",
+            "optimizer=sgd",
+            "optimizer.lr=1e12",
+            "callbacks.last_checkpoint.every_n_train_steps=1",
+        ],
+    )
     with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*learning rate too high") as error:
         train(config)
     assert "\n" not in str(error.value)
@@ -123,7 +160,9 @@ def test_nan_loss_stops_with_one_line_and_keeps_a_good_checkpoint(tmp_path):
 
 def test_last_checkpoint_is_due_by_training_time_or_step_count():
     def trainer(step: int) -> SimpleNamespace:  # what LastCheckpoint.due reads
-        return SimpleNamespace(global_step=step, strategy=SimpleNamespace(broadcast=lambda decision: decision))
+        return SimpleNamespace(
+            global_step=step, strategy=SimpleNamespace(broadcast=lambda decision: decision)
+        )
 
     clock_step = LastCheckpoint.CLOCK_STEPS
     timed = LastCheckpoint(every_n_seconds=60)
@@ -138,8 +177,17 @@ def test_last_checkpoint_is_due_by_training_time_or_step_count():
 def test_last_checkpoint_written_mid_first_epoch_is_replaced_at_the_epoch_end(tmp_path):
     # Lightning versions a last.ckpt it did not write itself (last-v1.ckpt), which would leave
     # ckpt_path=last pointing at the stale mid-epoch file.
-    train(compose_config(tmp_path, ["model=mlp", "model.hidden_sizes=[16]", "trainer.max_epochs=1",
-                                    "callbacks.last_checkpoint.every_n_train_steps=5"]))
+    train(
+        compose_config(
+            tmp_path,
+            [
+                "model=mlp",
+                "model.hidden_sizes=[16]",
+                "trainer.max_epochs=1",
+                "callbacks.last_checkpoint.every_n_train_steps=5",
+            ],
+        )
+    )
     folder = tmp_path / "checkpoints"
     assert sorted(path.name for path in folder.glob("last*.ckpt")) == ["last.ckpt"]
     last = torch.load(folder / "last.ckpt", weights_only=True)
@@ -156,36 +204,73 @@ class InterruptDuringValidation(L.Callback):
 
 
 def test_ctrl_c_during_validation_saves_a_checkpoint(tmp_path, capsys):
-    config = compose_config(tmp_path, ["model=mlp", "model.hidden_sizes=[16]", "trainer.max_epochs=2",
-                                       f"+callbacks.interrupt._target_={__name__}.InterruptDuringValidation"])
+    config = compose_config(
+        tmp_path,
+        [
+            "model=mlp",
+            "model.hidden_sizes=[16]",
+            "trainer.max_epochs=2",
+            f"+callbacks.interrupt._target_={__name__}.InterruptDuringValidation",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_:
         train(config)
     assert exit_.value.code == 130
-    saved = re.search(r"interrupted at step (\d+): checkpoint saved to (\S+);", capsys.readouterr().out)
+    saved = re.search(
+        r"interrupted at step (\d+): checkpoint saved to (\S+);", capsys.readouterr().out
+    )
     assert saved and Path(saved.group(2)) == tmp_path / "checkpoints" / "last.ckpt"
     assert torch.load(saved.group(2), weights_only=True)["global_step"] == int(saved.group(1)) > 0
-    train(compose_config(tmp_path, ["model=mlp", "model.hidden_sizes=[16]", "trainer.max_epochs=2",
-                                    "ckpt_path=last"]))
+    train(
+        compose_config(
+            tmp_path,
+            ["model=mlp", "model.hidden_sizes=[16]", "trainer.max_epochs=2", "ckpt_path=last"],
+        )
+    )
     assert re.search(r"test/acc [\d.]+, .*, 2 epochs", capsys.readouterr().out)
 
 
 def test_same_seed_deterministic_runs_give_identical_metrics(tmp_path):
-    overrides = ["model=cnn", "model.channels=[4]", "trainer.max_epochs=1", "trainer.deterministic=true",
-                 "trainer.accelerator=cpu", "seed=3"]
+    overrides = [
+        "model=cnn",
+        "model.channels=[4]",
+        "trainer.max_epochs=1",
+        "trainer.deterministic=true",
+        "trainer.accelerator=cpu",
+        "seed=3",
+    ]
     first = train(compose_config(tmp_path / "a", overrides))
     second = train(compose_config(tmp_path / "b", overrides))
     assert first == second
 
 
 INVALID_OVERRIDES = [
-    "data.batch_size=abc", "data.batch_size=-4", "data.batch_size=2.5", "model.channels=[-1,4]",
-    "model.channels=abc", "optimizer.lr=-1e-3", "trainer.max_epochs=-2", "model.nonsense=1",
-    "+model.nonsense=1", "+data.nonsense=1", "trainer.nonsense=1", "+trainer.nonsense=1",
-    "data.val_fraction=1.5", "data.val_fraction=-0.1", "data.loader=fast", "data.num_workers=-1",
-    "callbacks.last_checkpoint.every_n_train_steps=-1", "callbacks.last_checkpoint.every_n_seconds=0",
+    "data.batch_size=abc",
+    "data.batch_size=-4",
+    "data.batch_size=2.5",
+    "model.channels=[-1,4]",
+    "model.channels=abc",
+    "optimizer.lr=-1e-3",
+    "trainer.max_epochs=-2",
+    "model.nonsense=1",
+    "+model.nonsense=1",
+    "+data.nonsense=1",
+    "trainer.nonsense=1",
+    "+trainer.nonsense=1",
+    "data.val_fraction=1.5",
+    "data.val_fraction=-0.1",
+    "data.loader=fast",
+    "data.num_workers=-1",
+    "callbacks.last_checkpoint.every_n_train_steps=-1",
+    "callbacks.last_checkpoint.every_n_seconds=0",
     "model=mlp model.hidden_sizes=abc",
-    "model=mlp model.activation=5", "model=mlp model.hidden_sizes=[8,-8]", "model.dropout=abc",
-    "optimizer.lr=abc", "trainer.max_epochs=abc", "seed=abc", "trainer.max_steps=1.5",
+    "model=mlp model.activation=5",
+    "model=mlp model.hidden_sizes=[8,-8]",
+    "model.dropout=abc",
+    "optimizer.lr=abc",
+    "trainer.max_epochs=abc",
+    "seed=abc",
+    "trainer.max_steps=1.5",
 ]
 
 
@@ -200,8 +285,12 @@ def test_random_invalid_overrides_fail_fast(tmp_path, override):
 
 @pytest.mark.parametrize("override", random.Random(7).sample(INVALID_OVERRIDES, 2))
 def test_random_invalid_overrides_fail_fast_on_the_command_line(tmp_path, override):
-    result = subprocess.run(cli(*override.split(), run_dir=tmp_path / "run"), capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        cli(*override.split(), run_dir=tmp_path / "run"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert not list(tmp_path.rglob("*.ckpt"))
 
@@ -214,23 +303,31 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 90) -> None
         time.sleep(0.1)
 
 
-SLOW_RUN = ["model=mlp", "data.batch_size=4", "trainer.max_epochs=2",
-            "callbacks.last_checkpoint.every_n_train_steps=20"]
+SLOW_RUN = [
+    "model=mlp",
+    "data.batch_size=4",
+    "trainer.max_epochs=2",
+    "callbacks.last_checkpoint.every_n_train_steps=20",
+]
 
 
 @pytest.mark.slow
 def test_run_killed_mid_epoch_resumes_to_the_same_epoch_count(tmp_path):
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
-    process = subprocess.Popen(cli(*SLOW_RUN, run_dir=run), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        cli(*SLOW_RUN, run_dir=run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     wait_for(last, process)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     killed_at = torch.load(last, weights_only=True)
-    assert killed_at["epoch"] == 0 and 0 < killed_at["global_step"] < 250  # mid first epoch (292 steps)
-    result = subprocess.run(cli(*SLOW_RUN, "ckpt_path=last", run_dir=run), capture_output=True,
-                            text=True, timeout=300)
+    assert (
+        killed_at["epoch"] == 0 and 0 < killed_at["global_step"] < 250
+    )  # mid first epoch (292 steps)
+    result = subprocess.run(
+        cli(*SLOW_RUN, "ckpt_path=last", run_dir=run), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = re.search(r"test/acc ([\d.]+), .*, (\d+) epochs", result.stdout)
     assert summary and int(summary.group(2)) == 2
@@ -246,21 +343,35 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     long_run.remove("trainer.max_epochs=2")
     # A shell without job control (CI) starts background jobs with SIGINT ignored, and the child
     # would inherit that; restore the default so Python turns SIGINT into KeyboardInterrupt.
-    process = subprocess.Popen(cli(*long_run, run_dir=run), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        cli(*long_run, run_dir=run),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     wait_for(last, process)
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert "Traceback" not in stderr and process.returncode == 130  # 128 + SIGINT, as shells expect
-    saved = re.search(r"interrupted at step (\d+): checkpoint saved to ([^;\s]+); resume with: (.*)", stdout)
+    saved = re.search(
+        r"interrupted at step (\d+): checkpoint saved to ([^;\s]+); resume with: (.*)", stdout
+    )
     assert saved, stdout[-2000:] + stderr[-2000:]
     assert torch.load(saved.group(2), weights_only=True)["global_step"] == int(saved.group(1))
     assert Path(saved.group(2)) == last
     resume = shlex.split(saved.group(3))
-    assert resume[:2] == ["python", "train.py"] and f"hydra.run.dir={run}" in resume and "ckpt_path=last" in resume
+    assert (
+        resume[:2] == ["python", "train.py"]
+        and f"hydra.run.dir={run}" in resume
+        and "ckpt_path=last" in resume
+    )
     assert set(long_run) <= set(resume)  # the run's own overrides, so it resumes the same model
-    refused = subprocess.run(cli(*long_run, run_dir=run), capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and "already holds an earlier run's checkpoints" in refused.stderr
+    refused = subprocess.run(
+        cli(*long_run, run_dir=run), capture_output=True, text=True, timeout=120
+    )
+    assert (
+        refused.returncode == 2 and "already holds an earlier run's checkpoints" in refused.stderr
+    )
     assert torch.load(last, weights_only=True)["global_step"] == int(saved.group(1))  # untouched

@@ -44,16 +44,24 @@ def test_score_ranks_real_images_far_above_noise_and_an_untrained_generator():
 
 @pytest.mark.slow
 def test_one_epoch_logs_losses_discriminator_outputs_samples_and_scores(make_config, tmp_path):
-    config = make_config("model=gan", "trainer.max_epochs=1", "+trainer.limit_train_batches=4",
-                         "trainer.log_every_n_steps=1", "+trainer.limit_val_batches=2",
-                         "+trainer.limit_test_batches=2",
-                         "model.fid_classifier_epochs=1")
+    config = make_config(
+        "model=gan",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=4",
+        "trainer.log_every_n_steps=1",
+        "+trainer.limit_val_batches=2",
+        "+trainer.limit_test_batches=2",
+        "model.fid_classifier_epochs=1",
+    )
     metrics = train(config)
     assert {"val/fid", "test/fid"} <= set(metrics) and metrics["test/fid"] > 0
     events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
-    expected = {f"train/{name}_{when}" for name in ("g_loss", "d_loss", "d_real", "d_fake")
-                for when in ("step", "epoch")} | {"val/fid", "test/fid"}
+    expected = {
+        f"train/{name}_{when}"
+        for name in ("g_loss", "d_loss", "d_real", "d_fake")
+        for when in ("step", "epoch")
+    } | {"val/fid", "test/fid"}
     assert expected <= set(events.Tags()["scalars"])
     assert events.Tags()["images"] == ["samples"]
     image = events.Images("samples")[0]
@@ -64,9 +72,17 @@ def test_one_epoch_logs_losses_discriminator_outputs_samples_and_scores(make_con
 
     out = tmp_path / "grid.png"
     result = subprocess.run(
-        [sys.executable, str(REPO / "sample.py"), "n=16", "nrow=4", f"out={out}",
-         f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(REPO / "sample.py"),
+            "n=16",
+            "nrow=4",
+            f"out={out}",
+            f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     grid = read_image(str(out))
@@ -75,8 +91,11 @@ def test_one_epoch_logs_losses_discriminator_outputs_samples_and_scores(make_con
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [([], "usage: python sample.py"), (["ckpt_path=missing.ckpt"], "error: no checkpoint at"),
-     (["ckpt_path=" + __file__], "error: cannot read checkpoint")],
+    [
+        ([], "usage: python sample.py"),
+        (["ckpt_path=missing.ckpt"], "error: no checkpoint at"),
+        (["ckpt_path=" + __file__], "error: cannot read checkpoint"),
+    ],
 )
 def test_sample_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys, args, message):
     assert sample.main([*args, f"out={tmp_path}/x.png"]) == 2

@@ -21,8 +21,12 @@ TASKS = {name: type(zoo.create_model(name, SHAPES["image"], NUM_CLASSES)) for na
 SUPERVISED = [name for name in MODELS if TASKS[name] is Supervised]
 ADVERSARIAL = [name for name in MODELS if TASKS[name] is Adversarial]
 # (model, kind of input) for every kind each model's yaml says it accepts.
-PAIRS = [(name, inputs) for name in SUPERVISED
-         for inputs in accepted_inputs(model_config(name)) or SHAPES if inputs in SHAPES]
+PAIRS = [
+    (name, inputs)
+    for name in SUPERVISED
+    for inputs in accepted_inputs(model_config(name)) or SHAPES
+    if inputs in SHAPES
+]
 
 
 def build(name: str, inputs: str = "image", **overrides) -> Task:
@@ -32,8 +36,10 @@ def build(name: str, inputs: str = "image", **overrides) -> Task:
 
 def batch(inputs: str = "image", size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
-    return (torch.randn(size, *SHAPES[inputs], generator=generator),
-            torch.randint(0, NUM_CLASSES, (size,), generator=generator))
+    return (
+        torch.randn(size, *SHAPES[inputs], generator=generator),
+        torch.randint(0, NUM_CLASSES, (size,), generator=generator),
+    )
 
 
 def test_registry_finds_the_configs():
@@ -73,7 +79,9 @@ def test_gradients_reach_every_parameter(name, inputs):
     model = build(name, inputs)
     x, y = batch(inputs)
     model.loss(model(x), y).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
     assert not missing, f"no gradient reached {missing}"
 
 
@@ -95,8 +103,13 @@ def test_data_it_does_not_accept_is_refused_in_one_line(name):
 
 
 def quiet_trainer(**options) -> L.Trainer:
-    return L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, **options)
+    return L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **options,
+    )
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -146,7 +159,9 @@ def test_generator_output_shape_and_one_logit_per_image(name):
     images = model(torch.randn(5, model.latent_dim))
     assert images.shape == (5, *SHAPES["image"])
     assert model.discriminator(images).shape == (5, 1)
-    assert isinstance(model.generator, nn.Module) and not isinstance(model.generator, L.LightningModule)
+    assert isinstance(model.generator, nn.Module) and not isinstance(
+        model.generator, L.LightningModule
+    )
 
 
 def one_training_step(model: Adversarial) -> L.Trainer:
@@ -174,8 +189,11 @@ def test_checkpoint_restores_both_optimizers(name, tmp_path):
     saved = torch.load(path, weights_only=True)["optimizer_states"]
     assert len(saved) == 2 and all(state["state"] for state in saved)  # Adam moments present
     resumed = quiet_trainer(max_epochs=1, limit_val_batches=0)
-    resumed.fit(build(name), train_dataloaders=InMemoryLoader(*batch(size=16), batch_size=16),
-                ckpt_path=path)
+    resumed.fit(
+        build(name),
+        train_dataloaders=InMemoryLoader(*batch(size=16), batch_size=16),
+        ckpt_path=path,
+    )
     for optimizer, state in zip(resumed.optimizers, saved):
         for key, value in state["state"][0].items():
             torch.testing.assert_close(optimizer.state_dict()["state"][0][key], value)

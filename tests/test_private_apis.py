@@ -30,9 +30,14 @@ class Recorder(L.LightningModule):
 
 def test_logger_writes_every_n_steps(tmp_path):
     model = Recorder()
-    trainer = L.Trainer(max_steps=9, log_every_n_steps=3, default_root_dir=tmp_path,
-                        enable_progress_bar=False, enable_checkpointing=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        max_steps=9,
+        log_every_n_steps=3,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, train_dataloaders=DataLoader(TensorDataset(torch.ones(18, 1)), batch_size=2))
     assert model.writes == [False, False, True] * 3
 

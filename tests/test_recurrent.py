@@ -13,6 +13,7 @@ from conftest import REPO
 import zoo
 from zoo.data import AddingDataModule
 from zoo.nets import RecurrentNet
+from zoo.registry import models_for
 from zoo.training import ConfigError, train
 
 
@@ -51,8 +52,10 @@ def test_adding_data_shapes_and_targets():
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [({"seq_len": 1}, "seq_len must be an integer >= 2"),
-     ({"num_samples": 0}, "num_samples must be an integer >= 3")],
+    [
+        ({"seq_len": 1}, "seq_len must be an integer >= 2"),
+        ({"num_samples": 0}, "num_samples must be an integer >= 3"),
+    ],
 )
 def test_adding_data_rejects_bad_sizes(args, message):
     with pytest.raises(ValueError, match=message):
@@ -71,8 +74,15 @@ def test_an_image_is_read_row_by_row():
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_stacked_bidirectional_options(cell):
-    model = zoo.create_model(cell, input_shape=(6, 3), num_classes=2, num_layers=2,
-                             bidirectional=True, dropout=0.2, hidden_size=8)
+    model = zoo.create_model(
+        cell,
+        input_shape=(6, 3),
+        num_classes=2,
+        num_layers=2,
+        bidirectional=True,
+        dropout=0.2,
+        hidden_size=8,
+    )
     rnn = model.net.rnn
     assert rnn.num_layers == 2 and rnn.bidirectional and rnn.dropout == 0.2
     assert model.net.head[-1].in_features == 16  # both directions of the last layer
@@ -111,8 +121,13 @@ def test_bad_override_fails_before_training(make_config, tmp_path):
 
 @pytest.mark.parametrize("model", ["mlp", "lstm"])
 def test_regression_on_the_adding_problem_runs(make_config, model):
-    config = make_config("experiment=adding", f"model={model}", "data.seq_len=10",
-                         "data.num_samples=200", "+trainer.fast_dev_run=true")
+    config = make_config(
+        "experiment=adding",
+        f"model={model}",
+        "data.seq_len=10",
+        "data.num_samples=200",
+        "+trainer.fast_dev_run=true",
+    )
     metrics = train(config)
     assert "test/acc" not in metrics and "val/acc" not in metrics
     # The regression loss is the MSE; the metric says so independently.
@@ -121,15 +136,25 @@ def test_regression_on_the_adding_problem_runs(make_config, model):
 
 def test_cnn_on_sequences_exits_with_one_clear_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "model=cnn", "data=adding",
-         "paths.log_dir=" + str(tmp_path / "logs")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "model=cnn",
+            "data=adding",
+            "paths.log_dir=" + str(tmp_path / "logs"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "error: model=cnn (ConvNet) takes images (channels, height, width); this data gives "
-        "sequences (time steps, features) of shape (50, 2); models that take sequences: "
-        "gru, lstm, mlp, rnn"
+        (
+            "error: model=cnn (ConvNet) takes images (channels, height, width); this data gives "
+            "sequences (time steps, features) of shape (50, 2); models that take sequences: "
+            + ", ".join(models_for("sequence"))
+        )
     ]
     assert not list(tmp_path.rglob("*.ckpt"))
 

@@ -1,4 +1,5 @@
-"""The README's "Use in your own project" examples run outside the repo with zoo installed as a wheel."""
+"""The README's "Use in your own project" examples run outside the repo, zoo installed as a
+wheel."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from conftest import REPO
 
 
 def readme_examples() -> list[str]:
-    section = (REPO / "README.md").read_text().split("## Use in your own project")[1].split("\n## ")[0]
+    section = (
+        (REPO / "README.md").read_text().split("## Use in your own project")[1].split("\n## ")[0]
+    )
     return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
 
 
@@ -27,20 +30,46 @@ def test_readme_reuse_examples_run_from_an_installed_wheel(tmp_path):
     for name in ("setup.py", "pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"),
-                    str(source)], check=True, timeout=300)
+    subprocess.run(
+        [
+            *pip,
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "wheel"),
+            str(source),
+        ],
+        check=True,
+        timeout=300,
+    )
     site = tmp_path / "site"
     wheel = next((tmp_path / "wheel").glob("zoo-*.whl"))
-    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)],
-                   check=True, timeout=300)
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)],
+        check=True,
+        timeout=300,
+    )
     work = tmp_path / "project"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
-    where = subprocess.run([sys.executable, "-c", "import zoo.registry as r; print(r.__file__, r.CONFIG_DIR)"],
-                           cwd=work, env=env, capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [sys.executable, "-c", "import zoo.registry as r; print(r.__file__, r.CONFIG_DIR)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert all(path.startswith(str(site)) for path in where.stdout.split())
     for example in examples:
-        result = subprocess.run([sys.executable, "-c", example], cwd=work, env=env,
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-c", example],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     assert (work / "cnn.ckpt").is_file()

@@ -16,8 +16,16 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from zoo.training import ConfigError, build_run, train
 
-EXPECTED_SCALARS = {"train/loss_step", "train/loss_epoch", "val/loss", "val/acc", "test/loss",
-                    "test/acc", "epoch", "lr-Adam"}
+EXPECTED_SCALARS = {
+    "train/loss_step",
+    "train/loss_epoch",
+    "val/loss",
+    "val/acc",
+    "test/loss",
+    "test/acc",
+    "epoch",
+    "lr-Adam",
+}
 
 
 def scalars(run_dir: Path) -> EventAccumulator:
@@ -49,7 +57,9 @@ def test_train_writes_metrics_hparams_and_checkpoints(make_config, tmp_path):
 
 @pytest.mark.parametrize("every", [1, 5])
 def test_train_loss_written_on_lightnings_logging_steps_and_epoch_mean_is_weighted(tmp_path, every):
-    config = compose_config(tmp_path, ["model=mlp", "trainer.max_epochs=2", f"trainer.log_every_n_steps={every}"])
+    config = compose_config(
+        tmp_path, ["model=mlp", "trainer.max_epochs=2", f"trainer.log_every_n_steps={every}"]
+    )
     datamodule, model, trainer = build_run(config)
     trainer.fit(model, datamodule=datamodule)
     train_size, batch = len(datamodule.splits["train"][0]), datamodule.batch_size
@@ -61,13 +71,15 @@ def test_train_loss_written_on_lightnings_logging_steps_and_epoch_mean_is_weight
     assert len(epochs) == 2 and epochs[1].value < epochs[0].value
     if every == 1:  # every step seen: the epoch value is the batch-size-weighted mean of the steps
         for epoch, logged in enumerate(epochs):
-            losses = [e.value for e in steps[epoch * len(sizes):(epoch + 1) * len(sizes)]]
+            losses = [e.value for e in steps[epoch * len(sizes) : (epoch + 1) * len(sizes)]]
             weighted = sum(loss * n for loss, n in zip(losses, sizes)) / sum(sizes)
             assert logged.value == pytest.approx(weighted, rel=1e-5)
 
 
 def test_test_metrics_equal_a_direct_computation_over_the_whole_split(tmp_path):
-    datamodule, model, trainer = build_run(compose_config(tmp_path, ["model=mlp", "trainer.max_epochs=1"]))
+    datamodule, model, trainer = build_run(
+        compose_config(tmp_path, ["model=mlp", "trainer.max_epochs=1"])
+    )
     trainer.fit(model, datamodule=datamodule)
     logged = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     x, y = datamodule.splits["test"]
@@ -128,7 +140,10 @@ def test_invalid_values_fail_before_training(make_config, tmp_path, override, me
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "train.py"), *args, "paths.log_dir=" + str(cwd / "logs")],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -152,5 +167,7 @@ def test_cli_multirun_trains_each_model_in_its_own_folder(tmp_path):
     result = run_cli("-m", "model=mlp,cnn", "trainer.max_epochs=1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     runs = sorted({p.parent.name for p in (tmp_path / "logs").rglob("events.out.tfevents.*")})
-    assert len(runs) == 2 and "mlp-digits" in runs[0] + runs[1] and "cnn-digits" in runs[0] + runs[1]
+    assert (
+        len(runs) == 2 and "mlp-digits" in runs[0] + runs[1] and "cnn-digits" in runs[0] + runs[1]
+    )
     assert result.stdout.count("test/acc") == 2  # one summary line per run

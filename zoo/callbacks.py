@@ -19,7 +19,7 @@ from zoo.checkpoints import checkpoint_dir, hydra_overrides, resume_command
 
 class BestCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint; with `monitor` unset it keeps the best checkpoint by the
-    metric the task declares (`task.monitor`: `val/loss`, or `val/fid` for GANs; lower is better)."""
+    metric the task declares (`task.monitor`: `val/loss`, GANs `val/fid`; lower is better)."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.monitor is None:
@@ -34,13 +34,19 @@ class NonFiniteLossError(RuntimeError):
 class FiniteLossGuard(Callback):
     """Stop with one clear line when the loss is NaN/inf, before it reaches the weights."""
 
-    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
+    ) -> None:
         if torch.isfinite(loss).all():
             return
         lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
         lr = ", ".join(f"{value:g}" for value in lrs) or "?"
         folder = checkpoint_dir(trainer)
-        kept = f"; last good checkpoint: {folder / 'last.ckpt'}" if folder and (folder / "last.ckpt").exists() else ""
+        kept = (
+            f"; last good checkpoint: {folder / 'last.ckpt'}"
+            if folder and (folder / "last.ckpt").exists()
+            else ""
+        )
         raise NonFiniteLossError(
             f"training loss became {loss.detach().float().mean().item()} at step "
             f"{trainer.global_step} (epoch {trainer.current_epoch}); probable cause: learning rate "
@@ -61,11 +67,21 @@ class LastCheckpoint(Callback):
 
     CLOCK_STEPS = 20
 
-    def __init__(self, every_n_seconds: float | None = 60.0, every_n_train_steps: int | None = None) -> None:
-        if every_n_seconds is not None and not (type(every_n_seconds) in (int, float) and every_n_seconds > 0):
-            raise ValueError(f"every_n_seconds must be a number > 0 or null, got {every_n_seconds!r}")
-        if every_n_train_steps is not None and (not isinstance(every_n_train_steps, int) or every_n_train_steps < 0):
-            raise ValueError(f"every_n_train_steps must be an integer >= 0 or null, got {every_n_train_steps!r}")
+    def __init__(
+        self, every_n_seconds: float | None = 60.0, every_n_train_steps: int | None = None
+    ) -> None:
+        if every_n_seconds is not None and not (
+            type(every_n_seconds) in (int, float) and every_n_seconds > 0
+        ):
+            raise ValueError(
+                f"every_n_seconds must be a number > 0 or null, got {every_n_seconds!r}"
+            )
+        if every_n_train_steps is not None and (
+            not isinstance(every_n_train_steps, int) or every_n_train_steps < 0
+        ):
+            raise ValueError(
+                f"every_n_train_steps must be an integer >= 0 or null, got {every_n_train_steps!r}"
+            )
         self.every_n_seconds = every_n_seconds
         self.every_n_train_steps = every_n_train_steps
         self.last_write = time.monotonic()
@@ -93,7 +109,9 @@ class LastCheckpoint(Callback):
             return True
         if self.every_n_seconds is None or step % self.CLOCK_STEPS:
             return False
-        return trainer.strategy.broadcast(time.monotonic() - self.last_write >= self.every_n_seconds)
+        return trainer.strategy.broadcast(
+            time.monotonic() - self.last_write >= self.every_n_seconds
+        )
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.due(trainer):
@@ -106,29 +124,41 @@ class LastCheckpoint(Callback):
         folder = checkpoint_dir(trainer)
         self.overrides = hydra_overrides(folder.parent) if folder else None
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
+    ) -> None:
         """Every checkpoint keeps the run's command-line overrides, to say how to resume it."""
         if self.overrides is not None:
             checkpoint["zoo_overrides"] = self.overrides
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         # While fitting, also during its validation passes (trainer.training is False then).
         if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == TrainerFn.FITTING:
             path = self.save(trainer)
             if path is not None:
-                print(f"interrupted at step {trainer.global_step}: checkpoint saved to {path}; resume "
-                      f"with: {resume_command(path, self.overrides)}")
+                print(
+                    f"interrupted at step {trainer.global_step}: checkpoint saved to {path}; "
+                    f"resume with: {resume_command(path, self.overrides)}"
+                )
 
 
 class RunStats(Callback):
-    """Log run/parameters, run/fit_seconds, run/samples_per_second and run/epochs at the end of fit."""
+    """Log run/parameters, run/fit_seconds, run/samples_per_second and run/epochs after fit."""
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.perf_counter()
         self.samples = 0
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
-                           batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         first = batch[0] if isinstance(batch, (tuple, list)) else batch
         self.samples += len(first)
 

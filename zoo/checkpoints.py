@@ -66,8 +66,14 @@ def check_fits(path: str | Path, model: nn.Module) -> None:
     architecture or size), naming the command that resumes the run that wrote it."""
     checkpoint = read_checkpoint(path)
     saved, current = checkpoint.get("state_dict", {}), model.state_dict()
-    mismatch = next((key for key in sorted(saved.keys() | current.keys())
-                     if key not in saved or key not in current or saved[key].shape != current[key].shape), None)
+    mismatch = next(
+        (
+            key
+            for key in sorted(saved.keys() | current.keys())
+            if key not in saved or key not in current or saved[key].shape != current[key].shape
+        ),
+        None,
+    )
     if mismatch is None:
         return
     if mismatch not in current:
@@ -75,18 +81,24 @@ def check_fits(path: str | Path, model: nn.Module) -> None:
     elif mismatch not in saved:
         detail = f"{mismatch} is only here"
     else:
-        detail = f"{mismatch} is {list(saved[mismatch].shape)} there, {list(current[mismatch].shape)} here"
+        there, here = list(saved[mismatch].shape), list(current[mismatch].shape)
+        detail = f"{mismatch} is {there} there, {here} here"
     overrides = checkpoint.get("zoo_overrides")
-    how = (resume_command(Path(path), overrides) if overrides is not None
-           else "the overrides of the run that wrote it")
+    how = (
+        resume_command(Path(path), overrides)
+        if overrides is not None
+        else "the overrides of the run that wrote it"
+    )
     raise CheckpointError(
         f"cannot resume from {path}: it holds another model or size than this run's "
         f"{getattr(model, 'name', type(model).__name__)} ({detail}); resume with: {how}"
     )
 
 
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path, model: nn.Module) -> str | None:
-    """"last" -> <output_dir>/checkpoints/last.ckpt; check that the file loads safely and fits."""
+def resolve_ckpt_path(
+    ckpt_path: str | None, output_dir: str | Path, model: nn.Module
+) -> str | None:
+    """ "last" -> <output_dir>/checkpoints/last.ckpt; check that the file loads safely and fits."""
     if not ckpt_path:
         return None
     if ckpt_path == "last":
@@ -115,4 +127,6 @@ def resume_command(checkpoint: Path, overrides: list[str] | None) -> str:
     kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
     target = "last" if checkpoint.name == "last.ckpt" else str(checkpoint)
     run_dir = checkpoint.parent.parent
-    return shlex.join(["python", "train.py", *kept, f"ckpt_path={target}", f"hydra.run.dir={run_dir}"])
+    return shlex.join(
+        ["python", "train.py", *kept, f"ckpt_path={target}", f"hydra.run.dir={run_dir}"]
+    )

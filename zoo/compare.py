@@ -10,7 +10,17 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 # A sweep's run folder for a model/data pair that cannot work holds this file, with the reason.
 NOT_APPLICABLE = "not_applicable.txt"
-COLUMNS = ("run", "model", "dataset", "parameters", "best val", "test", "epochs", "fit s", "samples/s")
+COLUMNS = (
+    "run",
+    "model",
+    "dataset",
+    "parameters",
+    "best val",
+    "test",
+    "epochs",
+    "fit s",
+    "samples/s",
+)
 
 
 @dataclass
@@ -34,16 +44,23 @@ class Run:
         """The run's cells in COLUMNS order."""
         val = [v for _, v in self.scalars.get(self.val_metric, [])]
         best = (max(val) if self.val_metric == "val/acc" else min(val)) if val else None
-        test_tag = next((t for t in ("test/acc", "test/fid", "test/loss") if t in self.scalars), None)
-        stats = {tag: self.last(f"run/{tag}") for tag in ("parameters", "epochs", "fit_seconds",
-                                                           "samples_per_second")}
+        test_tag = next(
+            (t for t in ("test/acc", "test/fid", "test/loss") if t in self.scalars), None
+        )
+        stats = {
+            tag: self.last(f"run/{tag}")
+            for tag in ("parameters", "epochs", "fit_seconds", "samples_per_second")
+        }
         epochs = stats["epochs"] if stats["epochs"] is not None else len(val)
         return [
-            relative(self.folder, root), self.model, self.dataset,
+            relative(self.folder, root),
+            self.model,
+            self.dataset,
             fmt(stats["parameters"], "{:,.0f}"),
             f"{self.val_metric} {best:.4f}" if best is not None else "-",
             f"{test_tag} {self.last(test_tag):.4f}" if test_tag else "-",
-            fmt(epochs, "{:.0f}"), fmt(stats["fit_seconds"], "{:.1f}"),
+            fmt(epochs, "{:.0f}"),
+            fmt(stats["fit_seconds"], "{:.1f}"),
             fmt(stats["samples_per_second"], "{:,.0f}"),
         ]
 
@@ -89,7 +106,12 @@ def find_runs(roots: list[Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
         if any(tag.startswith("test/") or tag == "run/fit_seconds" for tag in run.scalars):
             finished.append(run)
         else:
-            skipped.append((folder, "did not finish (no run/fit_seconds, no test metrics): crashed or interrupted"))
+            skipped.append(
+                (
+                    folder,
+                    "did not finish (no run/fit_seconds, no test metrics): crashed or interrupted",
+                )
+            )
     return finished, skipped
 
 
@@ -97,7 +119,9 @@ def table(runs: list[Run], root: Path) -> str:
     """A plain-text table, one row per run, columns aligned."""
     rows = [list(COLUMNS), *(run.row(root) for run in runs)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -115,8 +139,12 @@ def plot(runs: list[Run], path: Path, root: Path) -> Path:
         for run in runs:
             series = run.scalars.get(metric)
             if series:
-                axis.plot(range(1, len(series) + 1), [v for _, v in series], marker=".",
-                          label=f"{run.model} ({relative(run.folder, root)})")
+                axis.plot(
+                    range(1, len(series) + 1),
+                    [v for _, v in series],
+                    marker=".",
+                    label=f"{run.model} ({relative(run.folder, root)})",
+                )
         axis.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)

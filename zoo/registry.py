@@ -24,8 +24,11 @@ from zoo.tasks import TASK_FOR_KIND, Task
 # Installed as a package, the configs ship inside it (zoo/conf, see setup.py); in the repo they
 # live in the top-level conf/, which is also Hydra's config dir for train.py.
 PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "conf"
-CONFIG_DIR = (PACKAGED_CONFIG_DIR if PACKAGED_CONFIG_DIR.is_dir()
-              else PACKAGED_CONFIG_DIR.parent.parent / "conf")
+CONFIG_DIR = (
+    PACKAGED_CONFIG_DIR
+    if PACKAGED_CONFIG_DIR.is_dir()
+    else PACKAGED_CONFIG_DIR.parent.parent / "conf"
+)
 
 
 class DoesNotFitError(ValueError):
@@ -54,8 +57,11 @@ def accepted_inputs(config: Mapping[str, Any]) -> tuple[str, ...] | None:
 
 def models_for(inputs: str) -> list[str]:
     """The registered models that take this kind of input."""
-    return [name for name in list_models()
-            if inputs in (accepted_inputs(model_config(name)) or (inputs,))]
+    return [
+        name
+        for name in list_models()
+        if inputs in (accepted_inputs(model_config(name)) or (inputs,))
+    ]
 
 
 def check_fits(config: Mapping[str, Any], spec: DataSpec, name: str | None = None) -> None:
@@ -80,7 +86,11 @@ def build_model(
     name: str | None = None,
 ) -> Task:
     """The task for a model yaml (a plain dict or DictConfig) on data described by `spec`."""
-    config = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else dict(config)
+    config = (
+        OmegaConf.to_container(config, resolve=True)
+        if OmegaConf.is_config(config)
+        else dict(config)
+    )
     check_fits(config, spec, name)
     target = get_class(config["_target_"])
     if issubclass(target, Task):

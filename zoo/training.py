@@ -54,11 +54,14 @@ def config_errors(target: Any) -> Iterator[None]:
 
 def explain(target: Any, error: BaseException) -> str:
     """The constructor's message; for an unknown keyword, which class does not take it."""
-    unknown = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'",
-                        str(error))
+    unknown = re.search(
+        r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(error)
+    )
     if isinstance(error, TypeError) and unknown:
-        return (f"{unknown.group(1)} takes no option {unknown.group(2)!r}; "
-                f"its yaml in conf/ lists the options it takes")
+        return (
+            f"{unknown.group(1)} takes no option {unknown.group(2)!r}; "
+            f"its yaml in conf/ lists the options it takes"
+        )
     return str(error)
 
 
@@ -95,8 +98,13 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
     except (FileNotFoundError, RuntimeError) as error:
         raise ConfigError(str(error)) from None
     with config_errors(config.model):
-        model = build_model(config.model, datamodule.spec, container(config.optimizer),
-                            container(config.get("scheduler")), name=choice("model", config))
+        model = build_model(
+            config.model,
+            datamodule.spec,
+            container(config.optimizer),
+            container(config.get("scheduler")),
+            name=choice("model", config),
+        )
     logger = build(config.logger) if config.get("logger") else False
     callbacks = [build(c) for c in (config.get("callbacks") or {}).values() if c]
     trainer = build(config.trainer, logger=logger, callbacks=callbacks)
@@ -120,7 +128,9 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}; lists become strings."""
     if not isinstance(tree, dict):
         return {prefix[:-1]: tree if isinstance(tree, (int, float, str, bool)) else str(tree)}
-    return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    return {
+        k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()
+    }
 
 
 def log_hparams_table(
@@ -185,15 +195,22 @@ def train(config: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except SystemExit:  # Lightning exits with 1 after Ctrl-C; the shell's convention is 128 + SIGINT
+    except (
+        SystemExit
+    ):  # Lightning exits with 1 after Ctrl-C; the shell's convention is 128 + SIGINT
         if trainer.interrupted:
             raise SystemExit(130) from None
         raise
     fit_seconds = time.perf_counter() - start
     metrics = final_metrics(trainer, "val/")
     best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
-    trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False,
-                 weights_only=True)
+    trainer.test(
+        model,
+        datamodule=datamodule,
+        ckpt_path="best" if best else None,
+        verbose=False,
+        weights_only=True,
+    )
     metrics |= final_metrics(trainer, "test/")
     seconds = time.perf_counter() - start
     if not trainer.is_global_zero:  # other DDP processes: rank 0 writes and prints

@@ -8,7 +8,9 @@ from torch import Tensor
 from zoo.data.base import TensorDataModule, split_indices
 
 
-def adding_problem(num_samples: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def adding_problem(
+    num_samples: int, seq_len: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
     """Inputs (n, seq_len, 2): a uniform [0, 1] value and a 0/1 marker; target: the marked sum.
 
     One marker falls in the first half of the sequence and one in the second, so the answer
@@ -27,7 +29,7 @@ def adding_problem(num_samples: int, seq_len: int, generator: torch.Generator) -
 
 
 class AddingDataModule(TensorDataModule):
-    """`num_samples` sequences of `seq_len` steps, split train/val/test; the same for the same seed."""
+    """`num_samples` sequences of `seq_len` steps, split train/val/test; the same for a seed."""
 
     name = "adding"
     kind = "regression"

@@ -162,7 +162,9 @@ class TensorDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
 
-def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, Tensor]:
+def split_indices(
+    n: int, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, Tensor]:
     """A seeded random train/val/test partition of range(n)."""
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(

@@ -38,5 +38,4 @@ class DataSpec:
 
     def arguments(self) -> dict[str, object]:
         """The facts a network or task constructor may take, by their argument names."""
-        return {"input_shape": self.input_shape, "num_outputs": self.num_outputs,
-                "kind": self.kind}
+        return {"input_shape": self.input_shape, "num_outputs": self.num_outputs, "kind": self.kind}

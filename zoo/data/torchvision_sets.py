@@ -78,7 +78,8 @@ class TorchvisionDataModule(TensorDataModule):
         images, labels = self.read(train=True)
         if self.val_size >= len(labels):
             raise ValueError(
-                f"data.val_size must be below the {len(labels)} training images, got {self.val_size}"
+                f"data.val_size must be below the {len(labels)} training images, "
+                f"got {self.val_size}"
             )
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
         val, train = order[: self.val_size], order[self.val_size :]

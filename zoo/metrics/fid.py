@@ -57,8 +57,13 @@ def train_classifier(datamodule: L.LightningDataModule, epochs: int) -> ConvNet:
     spec = datamodule.spec
     classifier = ConvNet(spec.input_shape, spec.num_outputs, **CLASSIFIER)
     trainer = L.Trainer(
-        max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=epochs,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     task = Supervised(classifier, spec.input_shape, spec.num_outputs)
     trainer.fit(task, train_dataloaders=datamodule.train_dataloader())

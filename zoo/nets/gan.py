@@ -24,8 +24,11 @@ class MLPGenerator(nn.Sequential):
         layers: list[nn.Module] = []
         for width_in, width in pairwise([latent_dim, *widths]):
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2)]
-        super().__init__(*layers, nn.Linear(widths[-1], math.prod(output_shape)),
-                         nn.Unflatten(1, tuple(output_shape)))
+        super().__init__(
+            *layers,
+            nn.Linear(widths[-1], math.prod(output_shape)),
+            nn.Unflatten(1, tuple(output_shape)),
+        )
 
 
 class MLPDiscriminator(nn.Sequential):
@@ -60,8 +63,11 @@ class ConvGenerator(nn.Sequential):
             nn.ReLU(inplace=True),
         ]
         for width_in, width_out in pairwise(widths[:ups]):
-            layers += [nn.ConvTranspose2d(width_in, width_out, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(width_out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.ConvTranspose2d(width_in, width_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(width_out),
+                nn.ReLU(inplace=True),
+            ]
         last = widths[max(ups - 1, 0)]
         if ups:
             layers.append(nn.ConvTranspose2d(last, channels, 4, 2, 1))

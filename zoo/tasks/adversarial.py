@@ -71,11 +71,15 @@ class Adversarial(Task):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.latent_dim = latent_dim
-        self.generator = build_net({"_target_": generator, "widths": list(generator_widths)},
-                                   latent_dim=latent_dim, output_shape=self.input_shape)
+        self.generator = build_net(
+            {"_target_": generator, "widths": list(generator_widths)},
+            latent_dim=latent_dim,
+            output_shape=self.input_shape,
+        )
         self.discriminator = build_net(
             {"_target_": discriminator, "widths": list(discriminator_widths)},
-            input_shape=self.input_shape)
+            input_shape=self.input_shape,
+        )
         self.per_network = {"generator": (g_lr, g_betas), "discriminator": (d_lr, d_betas)}
         for config in self.optimizer_configs().values():
             check_optimizer(config)
@@ -130,8 +134,9 @@ class Adversarial(Task):
         if stage == "fit":  # later stages restore the range from the checkpoint
             self.data_low.fill_(float(low))
             self.data_high.fill_(float(high))
-        features = fid.feature_extractor(datamodule, key, self.hparams.fid_classifier_epochs,
-                                         self.hparams.fid_cache_dir)
+        features = fid.feature_extractor(
+            datamodule, key, self.hparams.fid_classifier_epochs, self.hparams.fid_cache_dir
+        )
         self.scores = {stage: fid.frechet_distance(features) for stage in ("val", "test")}
 
     # --- training: one D update per batch, one G update every d_steps batches -------------
@@ -144,14 +149,18 @@ class Adversarial(Task):
         logits_real = self.discriminator(real)
         logits_fake = self.discriminator(fake.detach())
         real_target = torch.full_like(logits_real, 1.0 - self.hparams.label_smoothing)
-        d_loss = (F.binary_cross_entropy_with_logits(logits_real, real_target)
-                  + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
+        d_loss = F.binary_cross_entropy_with_logits(
+            logits_real, real_target
+        ) + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
         optimizer_d.zero_grad()
         self.manual_backward(d_loss)
         optimizer_d.step()
         self.untoggle_optimizer(optimizer_d)
-        values = {"d_loss": d_loss, "d_real": torch.sigmoid(logits_real).mean(),
-                  "d_fake": torch.sigmoid(logits_fake).mean()}
+        values = {
+            "d_loss": d_loss,
+            "d_real": torch.sigmoid(logits_real).mean(),
+            "d_fake": torch.sigmoid(logits_fake).mean(),
+        }
 
         if (batch_idx + 1) % self.hparams.d_steps == 0:
             self.toggle_optimizer(optimizer_g)

@@ -30,7 +30,8 @@ def config_class(config: dict[str, Any], base: type | tuple[type, ...], what: st
         raise ValueError(f"{what} {target!r} is not a class that can be imported") from None
     if not issubclass(cls, base):  # a config value, so ValueError like every other one
         raise ValueError(  # noqa: TRY004
-f"{what} {target!r} is not a {getattr(base, '__name__', base)}")
+            f"{what} {target!r} is not a {getattr(base, '__name__', base)}"
+        )
     return cls
 
 
@@ -154,14 +155,20 @@ class Task(L.LightningModule):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # --- logging ---------------------------------------------------------------------------
-    def log_train_step(self, values: dict[str, Tensor], batch_size: int,
-                       prog_bar: tuple[str, ...] = ()) -> None:
+    def log_train_step(
+        self, values: dict[str, Tensor], batch_size: int, prog_bar: tuple[str, ...] = ()
+    ) -> None:
         """Add this step's values to the epoch means; `self.log` only when the logger writes."""
         self.train_means.add(values, batch_size)
         if logger_writes_this_step(self.trainer):
             for name, value in values.items():
-                self.log(f"train/{name}_step", value, on_step=True, on_epoch=False,
-                         prog_bar=name in prog_bar)
+                self.log(
+                    f"train/{name}_step",
+                    value,
+                    on_step=True,
+                    on_epoch=False,
+                    prog_bar=name in prog_bar,
+                )
 
     def log_epoch(self, stage: str, extra: dict[str, Tensor] | None = None) -> None:
         """Log this epoch's means (and `extra`, e.g. computed torchmetrics) for `stage`."""
@@ -180,15 +187,19 @@ class Task(L.LightningModule):
     # --- optimizers ------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         networks = self.networks()
-        optimizers = [instantiate(config, params=networks[name].parameters())
-                      for name, config in self.optimizer_configs().items()]
+        optimizers = [
+            instantiate(config, params=networks[name].parameters())
+            for name, config in self.optimizer_configs().items()
+        ]
         if not self.scheduler_config:
             return optimizers
         config = {k: v for k, v in self.scheduler_config.items() if k not in SCHEDULER_KEYS}
         schedulers = [
-            {"scheduler": instantiate(config, optimizer=optimizer),
-             "interval": self.scheduler_config.get("interval", "epoch"),
-             "monitor": self.scheduler_config.get("monitor", self.monitor)}
+            {
+                "scheduler": instantiate(config, optimizer=optimizer),
+                "interval": self.scheduler_config.get("interval", "epoch"),
+                "monitor": self.scheduler_config.get("monitor", self.monitor),
+            }
             for optimizer in optimizers
         ]
         return optimizers, schedulers

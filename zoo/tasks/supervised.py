@@ -66,7 +66,7 @@ class Supervised(Task):
         return F.mse_loss(output, target.view_as(output))
 
     def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """(loss, output, target) for one batch; the target shaped like the output for regression."""
+        """(loss, output, target) for one batch; a regression target shaped like the output."""
         x, y = batch
         output = self(self.prepare_input(x))
         if self.kind == "regression":
