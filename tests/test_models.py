@@ -3,6 +3,9 @@ adding a yaml adds its tests."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import lightning as L
 import pytest
 import torch
@@ -197,3 +200,10 @@ def test_checkpoint_restores_both_optimizers(name, tmp_path):
     for optimizer, state in zip(resumed.optimizers, saved):
         for key, value in state["state"][0].items():
             torch.testing.assert_close(optimizer.state_dict()["state"][0][key], value)
+
+
+def test_the_networks_import_without_lightning_or_hydra():
+    code = "import sys, zoo.nets; print(sorted({'lightning', 'hydra'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
