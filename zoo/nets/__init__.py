@@ -10,6 +10,7 @@ from zoo.nets.conv import ConvNet
 from zoo.nets.feedforward import FeedForward
 from zoo.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 from zoo.nets.recurrent import RecurrentNet
+from zoo.nets.vit import ViT
 
 __all__ = [
     "ConvDiscriminator",
@@ -19,4 +20,5 @@ __all__ = [
     "MLPDiscriminator",
     "MLPGenerator",
     "RecurrentNet",
+    "ViT",
 ]
