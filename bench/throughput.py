@@ -3,7 +3,7 @@
     python bench/throughput.py              # CPU (and the GPU when present); a few minutes
     python bench/throughput.py --quick      # one repeat, fewer steps: a smoke run
 
-For each family (mlp, cnn, lstm, gan, dcgan) and each data set (the embedded digits,
+For each family (mlp, cnn, lstm, vit, gan, dcgan) and each data set (the embedded digits,
 and MNIST-shaped synthetic tensors 60000x1x28x28) it measures steady-state training samples/s
 (a) through `zoo.training.build_run` + `trainer.fit` with train.py's own config (logger,
 checkpoints, progress bar) and (b) through a plain loop over the same model class, data loader,
@@ -357,7 +357,7 @@ def versions() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one repeat, fewer steps")
-    parser.add_argument("--families", default="mlp,cnn,lstm,gan,dcgan")
+    parser.add_argument("--families", default="mlp,cnn,lstm,vit,gan,dcgan")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs per path")
     parser.add_argument("--data", default="digits,mnist-shaped")
     parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")

@@ -81,7 +81,7 @@ def check_integers(config: DictConfig) -> None:
             raise ConfigError(f"{key} must be an integer, got {value!r}")
 
 
-def choice(group: str, config: DictConfig) -> str | None:
+def choice(group: str) -> str | None:
     """The name chosen for a config group (model=cnn -> "cnn"), when run through Hydra."""
     if not HydraConfig.initialized():
         return None
@@ -103,7 +103,7 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
             datamodule.spec,
             container(config.optimizer),
             container(config.get("scheduler")),
-            name=choice("model", config),
+            name=choice("model"),
         )
     logger = build(config.logger) if config.get("logger") else False
     callbacks = [build(c) for c in (config.get("callbacks") or {}).values() if c]
@@ -117,8 +117,8 @@ def drop_nvml_check_without_gpu(trainer: L.Trainer) -> None:
 
     Lightning sets it (at import) so that CUDA checks do not initialise CUDA before a fork. With
     it, every torch.cuda.is_available() tries to load NVML, and torch's Adam-family optimizers
-    call that in every step (a CUDA-graph check): ~0.13 ms per step on the 2-core CI machine,
-    10 % of a small step. Without a GPU there is no CUDA to keep fork-safe.
+    call that in every step (a CUDA-graph check), a measurable share of a small step
+    (bench/RESULTS.md). Without a GPU there is no CUDA to keep fork-safe.
     """
     if trainer.strategy.root_device.type == "cpu" and not torch.cuda.is_available():
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)

@@ -1,7 +1,7 @@
 """MNIST, Fashion-MNIST and CIFAR-10 read by torchvision's own dataset classes, held in memory.
 
-Images are normalised once, at load, into float32 tensors (MNIST's 60,000: 188 MB; CIFAR-10's
-60,000: 737 MB), so every consumer of the loaders (the Trainer, a GAN's FID set-up) sees floats.
+Images are normalised once, at load, into float32 tensors (4 bytes a pixel), so every consumer of
+the loaders (the Trainer, a GAN's FID set-up) sees floats.
 """
 
 from __future__ import annotations
