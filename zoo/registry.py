@@ -93,14 +93,14 @@ def build_model(
     )
     check_fits(config, spec, name)
     target = get_class(config["_target_"])
-    if issubclass(target, Task):
-        task_class, options = target, {k: v for k, v in config.items() if k != "_target_"}
-    else:
-        task_class = TASK_FOR_KIND[spec.kind]
-        takes = inspect.signature(task_class).parameters
-        options = {k: v for k, v in config.items() if k in takes and k != "_target_"}
-        options["net"] = {k: v for k, v in config.items() if k not in options}
+    if not issubclass(target, Task) and spec.kind not in TASK_FOR_KIND:
+        raise DoesNotFitError(f"no task trains a plain network on {spec.kind} data")
+    task_class = target if issubclass(target, Task) else TASK_FOR_KIND[spec.kind]
     takes = inspect.signature(task_class).parameters
+    options = {k: v for k, v in config.items() if k != "_target_"}
+    if task_class is not target:  # a network's yaml: what the task does not take is the net's
+        options = {k: v for k, v in options.items() if k in takes}
+        options["net"] = {k: v for k, v in config.items() if k not in options}
     facts = {k: v for k, v in spec.arguments().items() if k in takes}
     return task_class(**facts, **options, optimizer=optimizer, scheduler=scheduler)
 
