@@ -1,4 +1,8 @@
-"""PNG grid of samples from a trained GAN: `python sample.py ckpt_path=... n=64 out=samples.png`."""
+"""Samples from a trained model: a PNG grid from a GAN, text from a language model.
+
+python sample.py ckpt_path=GAN.ckpt n=64 nrow=8 seed=0 out=samples.png
+python sample.py ckpt_path=LM.ckpt prompt="def " length=300 temperature=0.8 top_k=20 seed=0
+"""
 
 from __future__ import annotations
 
@@ -10,26 +14,26 @@ from omegaconf import OmegaConf
 from torchvision.utils import save_image
 
 import zoo
-from zoo.tasks import Adversarial
+from zoo.tasks import Adversarial, LanguageModel
 
-USAGE = "usage: python sample.py ckpt_path=PATH [n=64] [nrow=8] [seed=0] [out=samples.png]"
+USAGE = (
+    "usage: python sample.py ckpt_path=PATH [n=64] [nrow=8] [seed=0] [out=samples.png]  (GAN)\n"
+    "       python sample.py ckpt_path=PATH [prompt=TEXT] [length=300] [temperature=0.8] "
+    "[top_k=K] [seed=0] [out=FILE]  (language model)"
+)
+WHAT = {Adversarial: "a GAN", LanguageModel: "a language model"}
+OPTIONS = {
+    Adversarial: {"n", "nrow", "seed", "out"},
+    LanguageModel: {"prompt", "length", "temperature", "top_k", "seed", "out"},
+}
 
 
-def sample(
-    ckpt_path: str, n: int = 64, nrow: int = 8, seed: int = 0, out: str = "samples.png"
+def image_grid(
+    model: Adversarial, n: int = 64, nrow: int = 8, seed: int = 0, out: str = "samples.png"
 ) -> Path:
-    """Load the GAN checkpoint at `ckpt_path`; save `n` samples as one PNG grid at `out`."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise ValueError(f"no checkpoint at {path}")
+    """`n` samples of a GAN as one PNG grid at `out`."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    model = zoo.load(path)  # CheckpointError (a ValueError): one line
-    if not isinstance(model, Adversarial):
-        raise ValueError(  # noqa: TRY004 - bad user input, reported like every other one
-            f"{path} holds a {model.name}, not a GAN (no generator to sample from)"
-        )
-    model.eval()
     torch.manual_seed(seed)
     with torch.no_grad():
         grid = model.grid(model.sample(n), nrow=nrow)
@@ -39,17 +43,48 @@ def sample(
     return destination
 
 
+def load(ckpt_path: str) -> Adversarial | LanguageModel:
+    """The checkpoint's GAN or language model, in eval mode; else one ValueError line."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at {path}")
+    model = zoo.load(path)  # CheckpointError (a ValueError): one line
+    if not isinstance(model, tuple(WHAT)):
+        raise ValueError(  # noqa: TRY004 - bad user input, reported like every other one
+            f"{path} holds a {model.name}, not a GAN or a language model: nothing to sample"
+        )
+    return model.eval()
+
+
 def main(argv: list[str]) -> int:
     arguments = OmegaConf.to_container(OmegaConf.from_cli(argv))
-    if "ckpt_path" not in arguments or set(arguments) - {"ckpt_path", "n", "nrow", "seed", "out"}:
+    if "ckpt_path" not in arguments:
         print(USAGE, file=sys.stderr)
         return 2
     try:
-        destination = sample(**arguments)
+        model = load(arguments.pop("ckpt_path"))
+        kind = type(model)
+        unknown = set(arguments) - OPTIONS[kind]
+        if unknown:
+            raise ValueError(
+                f"{WHAT[kind]} takes no {', '.join(sorted(unknown))}; it takes "
+                f"{', '.join(sorted(OPTIONS[kind]))}"
+            )
+        if kind is Adversarial:
+            print(f"wrote {image_grid(model, **arguments)}")
+            return 0
+        out = arguments.pop("out", None)
+        if "prompt" in arguments:
+            arguments["prompt"] = str(arguments["prompt"])
+        text = model.generate(**arguments)
+        if out is None:
+            print(text)
+        else:
+            Path(out).write_text(text, encoding="utf-8")
+            print(f"wrote {out}")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {destination}")
     return 0
 
 

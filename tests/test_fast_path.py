@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import REPO
 from omegaconf import OmegaConf
+from test_models import build
 from torch.utils.data import DataLoader
 
 import zoo
@@ -69,7 +70,7 @@ def test_auto_loader_serves_small_data_from_memory_and_large_data_with_a_dataloa
 @pytest.mark.parametrize("name", zoo.list_models())
 def test_compile_option_compiles_every_network_in_place_keeping_parameter_names(name):
     assert "compile" in model_config(name), f"conf/model/{name}.yaml needs `compile: false`"
-    model = zoo.create_model(name, (1, 8, 8), 10, compile=True)
+    model = build(name, compile=True)
     names = list(model.state_dict())
     model.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     model.setup("fit")

@@ -19,44 +19,62 @@ from zoo.tasks import Adversarial, Supervised, Task
 
 MODELS = zoo.list_models()
 NUM_CLASSES = 10
-SHAPES = {"image": (1, 8, 8), "sequence": (6, 3), "vector": (12,)}
-TASKS = {name: type(zoo.create_model(name, SHAPES["image"], NUM_CLASSES)) for name in MODELS}
-SUPERVISED = [name for name in MODELS if TASKS[name] is Supervised]
+SPECS = {
+    "image": DataSpec((1, 8, 8), NUM_CLASSES),
+    "sequence": DataSpec((6, 3), NUM_CLASSES),
+    "vector": DataSpec((12,), NUM_CLASSES),
+    "tokens": DataSpec(
+        (12,), NUM_CLASSES, "language_model", "tokens", NUM_CLASSES, True, "abcdefghij"
+    ),
+}
+ACCEPTS = {name: accepted_inputs(model_config(name)) or tuple(SPECS) for name in MODELS}
+
+
+def build(name: str, inputs: str | None = None, **overrides) -> Task:
+    torch.manual_seed(0)
+    return build_model(
+        model_config(name, **overrides), SPECS[inputs or ACCEPTS[name][0]], name=name
+    )
+
+
+TASKS = {name: type(build(name)) for name in MODELS}
+TRAINED_ON_DATA = [name for name in MODELS if TASKS[name] is not Adversarial]
 ADVERSARIAL = [name for name in MODELS if TASKS[name] is Adversarial]
 # (model, kind of input) for every kind each model's yaml says it accepts.
-PAIRS = [
-    (name, inputs)
-    for name in SUPERVISED
-    for inputs in accepted_inputs(model_config(name)) or SHAPES
-    if inputs in SHAPES
-]
-
-
-def build(name: str, inputs: str = "image", **overrides) -> Task:
-    torch.manual_seed(0)
-    return zoo.create_model(name, input_shape=SHAPES[inputs], num_classes=NUM_CLASSES, **overrides)
+PAIRS = [(name, inputs) for name in TRAINED_ON_DATA for inputs in ACCEPTS[name] if inputs in SPECS]
 
 
 def batch(inputs: str = "image", size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets (one per sample, or one per position for tokens)."""
     generator = torch.Generator().manual_seed(1)
+    spec = SPECS[inputs]
+    if inputs == "tokens":
+        ids = torch.randint(0, NUM_CLASSES, (size, *spec.input_shape), generator=generator)
+        return ids, ids.clone()  # at every position its own token: learnable by causal nets
     return (
-        torch.randn(size, *SHAPES[inputs], generator=generator),
+        torch.randn(size, *spec.input_shape, generator=generator),
         torch.randint(0, NUM_CLASSES, (size,), generator=generator),
     )
+
+
+def output_shape(inputs: str, size: int) -> tuple[int, ...]:
+    spec = SPECS[inputs]
+    return (size, spec.input_shape[0], NUM_CLASSES) if spec.per_position else (size, NUM_CLASSES)
+
+
+def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Over classes, for one output per sample or one per position."""
+    return F.cross_entropy(output.flatten(0, -2), target.flatten())
 
 
 def test_registry_finds_the_configs():
     assert {"mlp", "cnn", "rnn", "lstm", "gru", "gan", "dcgan"} <= set(MODELS)
 
 
-def test_every_model_belongs_to_a_tested_task():
-    assert sorted(SUPERVISED + ADVERSARIAL) == MODELS
-
-
-def test_every_model_takes_images_and_declares_what_it_accepts():
+def test_every_model_declares_inputs_the_tests_know():
     for name in MODELS:
-        accepts = accepted_inputs(model_config(name))
-        assert accepts and "image" in accepts, name
+        assert accepted_inputs(model_config(name)), f"{name}: its class declares no `accepts`"
+        assert set(ACCEPTS[name]) <= set(SPECS), name
 
 
 @pytest.mark.parametrize(("name", "inputs"), PAIRS)
@@ -65,11 +83,11 @@ def test_the_network_is_a_plain_module_that_trains_in_a_raw_loop(name, inputs):
     net = build(name, inputs).net
     assert isinstance(net, nn.Module) and not isinstance(net, L.LightningModule)
     x, y = batch(inputs)
-    assert net(x[:5]).shape == (5, NUM_CLASSES)
+    assert net(x[:5]).shape == output_shape(inputs, 5)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
     for _ in range(30):
-        loss = F.cross_entropy(net(x), y)
+        loss = cross_entropy(net(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -88,9 +106,9 @@ def test_gradients_reach_every_parameter(name, inputs):
     assert not missing, f"no gradient reached {missing}"
 
 
-@pytest.mark.parametrize("name", SUPERVISED)
+@pytest.mark.parametrize("name", [n for n in TRAINED_ON_DATA if "image" in ACCEPTS[n]])
 def test_regression_gives_one_value_per_output(name):
-    model = zoo.create_model(name, SHAPES["image"], 2, kind="regression")
+    model = zoo.create_model(name, SPECS["image"].input_shape, 2, kind="regression")
     x = batch()[0][:4]
     assert model(x).shape == (4, 2)
     assert model.loss(model(x), torch.zeros(4, 2)) > 0
@@ -98,10 +116,10 @@ def test_regression_gives_one_value_per_output(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_data_it_does_not_accept_is_refused_in_one_line(name):
-    refused = [kind for kind in SHAPES if kind not in accepted_inputs(model_config(name))]
+    refused = [kind for kind in SPECS if kind not in ACCEPTS[name]]
     for inputs in refused:
         with pytest.raises(ValueError, match=f"model={name} .* takes .*this data gives") as raised:
-            build_model(model_config(name), DataSpec(SHAPES[inputs], NUM_CLASSES), name=name)
+            build_model(model_config(name), SPECS[inputs], name=name)
         assert "\n" not in str(raised.value)
 
 
@@ -127,7 +145,11 @@ def test_checkpoint_round_trip_with_zoo_load_gives_identical_outputs(name, tmp_p
     trainer.save_checkpoint(path)
     restored = zoo.load(path)
     assert type(restored) is type(model)
-    x = batch()[0][:4] if name in SUPERVISED else torch.randn(4, model.latent_dim)
+    x = (
+        batch(ACCEPTS[name][0])[0][:4]
+        if name in TRAINED_ON_DATA
+        else torch.randn(4, model.latent_dim)
+    )
     model.eval(), restored.eval()
     torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
     assert restored.hparams == model.hparams
@@ -135,7 +157,7 @@ def test_checkpoint_round_trip_with_zoo_load_gives_identical_outputs(name, tmp_p
 
 def test_a_task_takes_any_plain_network():
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, NUM_CLASSES))
-    task = Supervised(net, input_shape=SHAPES["image"], num_outputs=NUM_CLASSES)
+    task = Supervised(net, input_shape=(1, 8, 8), num_outputs=NUM_CLASSES)
     assert task.net is net and task(batch()[0]).shape == (32, NUM_CLASSES)
 
 
@@ -160,7 +182,7 @@ def test_a_checkpoint_that_names_code_outside_the_nets_is_refused(tmp_path):
 def test_generator_output_shape_and_one_logit_per_image(name):
     model = build(name)
     images = model(torch.randn(5, model.latent_dim))
-    assert images.shape == (5, *SHAPES["image"])
+    assert images.shape == (5, *SPECS["image"].input_shape)
     assert model.discriminator(images).shape == (5, 1)
     assert isinstance(model.generator, nn.Module) and not isinstance(
         model.generator, L.LightningModule

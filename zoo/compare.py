@@ -38,14 +38,15 @@ class Run:
 
     @property
     def val_metric(self) -> str:
-        return next((t for t in ("val/acc", "val/fid") if t in self.scalars), "val/loss")
+        return next((t for t in ("val/acc", "val/fid", "val/bpc") if t in self.scalars), "val/loss")
 
     def row(self, root: Path) -> list[str]:
         """The run's cells in COLUMNS order."""
         val = [v for _, v in self.scalars.get(self.val_metric, [])]
         best = (max(val) if self.val_metric == "val/acc" else min(val)) if val else None
         test_tag = next(
-            (t for t in ("test/acc", "test/fid", "test/loss") if t in self.scalars), None
+            (t for t in ("test/acc", "test/fid", "test/bpc", "test/loss") if t in self.scalars),
+            None,
         )
         stats = {
             tag: self.last(f"run/{tag}")

@@ -95,7 +95,7 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
     datamodule = build(config.data)
     try:
         datamodule.setup("fit")
-    except (FileNotFoundError, RuntimeError) as error:
+    except (FileNotFoundError, RuntimeError, ValueError) as error:
         raise ConfigError(str(error)) from None
     with config_errors(config.model):
         model = build_model(
@@ -218,7 +218,9 @@ def train(config: DictConfig) -> dict[str, float]:
     if isinstance(trainer.logger, TensorBoardLogger):
         log_hparams_table(trainer.logger, config, model.name, metrics)
     parameters = sum(p.numel() for p in model.parameters())
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("test/"))
+    metrics |= model.references  # what the data says the scores mean (a language model: xz)
+    shown = ("test/", "reference/")
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(shown))
     print(
         f"{model.name} on {datamodule.name}: {parameters:,} parameters, {scores}, "
         f"{trainer.current_epoch} epochs, fit {fit_seconds:.1f} s, total {seconds:.1f} s, "

@@ -4,6 +4,7 @@ from zoo.data.adding import AddingDataModule
 from zoo.data.base import InMemoryLoader, TensorDataModule
 from zoo.data.digits import DigitsDataModule
 from zoo.data.spec import DataSpec
+from zoo.data.text import TextDataModule
 from zoo.data.torchvision_sets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "InMemoryLoader",
     "MNISTDataModule",
     "TensorDataModule",
+    "TextDataModule",
 ]

@@ -10,6 +10,7 @@ DESCRIPTIONS = {
     "image": "images (channels, height, width)",
     "sequence": "sequences (time steps, features)",
     "vector": "flat feature vectors (features,)",
+    "tokens": "token sequences (ids)",
 }
 
 
@@ -17,14 +18,20 @@ DESCRIPTIONS = {
 class DataSpec:
     """One sample's shape, the number of outputs, the kind of learning and the kind of input.
 
-    `kind`: "classification" (`num_outputs` classes) or "regression" (`num_outputs` values).
-    `inputs`: "image", "sequence" or "vector"; taken from the shape when not given.
+    `kind`: "classification" (`num_outputs` classes), "regression" (`num_outputs` values) or
+    "language_model" (the next token at every position: `num_outputs` = `vocab_size`).
+    `inputs`: "image", "sequence" or "vector", taken from the shape when not given; or "tokens"
+    (int64 ids below `vocab_size`; `vocabulary[i]` is the character of id i).
+    `per_position`: one output per input position instead of one per sample.
     """
 
     input_shape: tuple[int, ...]
     num_outputs: int
     kind: str = "classification"
     inputs: str = field(default="")
+    vocab_size: int | None = None
+    per_position: bool = False
+    vocabulary: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(n) for n in self.input_shape))
@@ -38,4 +45,11 @@ class DataSpec:
 
     def arguments(self) -> dict[str, object]:
         """The facts a network or task constructor may take, by their argument names."""
-        return {"input_shape": self.input_shape, "num_outputs": self.num_outputs, "kind": self.kind}
+        return {
+            "input_shape": self.input_shape,
+            "num_outputs": self.num_outputs,
+            "kind": self.kind,
+            "vocab_size": self.vocab_size,
+            "per_position": self.per_position,
+            "vocabulary": self.vocabulary,
+        }

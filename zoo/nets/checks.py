@@ -40,3 +40,35 @@ def check_image(cls: type, input_shape: Sequence[int]) -> tuple[int, int, int]:
         )
     channels, height, width = input_shape
     return channels, height, width
+
+
+def check_tokens(cls: type, input_shape: Sequence[int]) -> int:
+    """The time steps T of (T,) token-id windows, or one line saying the network needs them."""
+    if len(input_shape) != 1:
+        raise ValueError(
+            f"{cls.__name__} needs token ids (time steps,), got shape {tuple(input_shape)}"
+        )
+    return input_shape[0]
+
+
+def check_heads(width: int, heads: int) -> None:
+    """Attention width split evenly over the heads."""
+    if width % heads != 0:
+        raise ValueError(
+            f"model.width {width} must be divisible by model.heads {heads} "
+            f"(each head gets width / heads features)"
+        )
+
+
+def check_mlp_ratio(mlp_ratio: float, width: int) -> int:
+    """A transformer block's MLP width, width * mlp_ratio rounded, at least 1."""
+    if (
+        not isinstance(mlp_ratio, (int, float))
+        or isinstance(mlp_ratio, bool)
+        or round(width * mlp_ratio) < 1
+    ):
+        raise ValueError(
+            f"model.mlp_ratio must be a positive number (MLP width = width * mlp_ratio), "
+            f"got {mlp_ratio!r}"
+        )
+    return round(width * mlp_ratio)

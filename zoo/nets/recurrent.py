@@ -1,4 +1,4 @@
-"""Recurrent networks (vanilla RNN, LSTM, GRU) over sequences or images read row by row."""
+"""Recurrent networks (vanilla RNN, LSTM, GRU) over sequences, images read row by row, or tokens."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from zoo.nets.checks import check_choice, check_dropout, check_positive
+from zoo.nets.checks import check_choice, check_dropout, check_positive, check_tokens
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -19,8 +19,8 @@ def sequence_shape(input_shape: Sequence[int]) -> tuple[int, int]:
         channels, height, width = input_shape
         return height, channels * width
     raise ValueError(
-        f"RecurrentNet needs a sequence (time steps, features) or an image (channels, height, "
-        f"width), got shape {tuple(input_shape)}"
+        f"RecurrentNet needs a sequence (time steps, features), an image (channels, height, "
+        f"width) or token ids (time steps,) with a vocab_size, got shape {tuple(input_shape)}"
     )
 
 
@@ -29,9 +29,14 @@ class RecurrentNet(nn.Module):
 
     Built on torch's fused recurrent layers (cuDNN on CUDA): no Python loop over time steps.
     Bidirectional nets read the forward direction's last step and the backward direction's first.
+
+    Token ids (input_shape (T,), given a `vocab_size`) go through an `embedding_size` embedding
+    first; the embedding exists only then, so image and sequence nets have no such parameters.
+    `per_position=True` puts the head on every step's top-layer output, (batch, T, num_outputs):
+    a language model's next-token logits, each from the steps up to its own (so unidirectional).
     """
 
-    accepts = ("image", "sequence")
+    accepts = ("image", "sequence", "tokens")
 
     def __init__(
         self,
@@ -42,6 +47,9 @@ class RecurrentNet(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
+        vocab_size: int | None = None,
+        per_position: bool = False,
+        embedding_size: int = 64,
     ) -> None:
         super().__init__()
         check_choice("cell", cell, CELLS)
@@ -49,7 +57,21 @@ class RecurrentNet(nn.Module):
         check_positive("num_layers", num_layers)
         check_dropout(dropout)
         check_positive("num_outputs", num_outputs)
-        _, features = sequence_shape(input_shape)
+        check_positive("embedding_size", embedding_size)
+        if per_position and bidirectional:
+            raise ValueError(
+                "model.bidirectional=true cannot give one output per position: the backward "
+                "direction would see the tokens it is asked to predict; use bidirectional=false"
+            )
+        if vocab_size is None:
+            self.embedding = None
+            _, features = sequence_shape(input_shape)
+        else:
+            check_positive("vocab_size", vocab_size)
+            check_tokens(type(self), input_shape)
+            self.embedding = nn.Embedding(vocab_size, embedding_size)
+            features = embedding_size
+        self.per_position = per_position
         self.directions = 2 if bidirectional else 1
         self.rnn = CELLS[cell](
             features,
@@ -64,9 +86,13 @@ class RecurrentNet(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim == 4:  # (batch, C, H, W) -> (batch, H, C*W): one row per step
+        if self.embedding is not None:  # (batch, T) token ids -> (batch, T, embedding_size)
+            x = self.embedding(x)
+        elif x.ndim == 4:  # (batch, C, H, W) -> (batch, H, C*W): one row per step
             x = x.permute(0, 2, 1, 3).flatten(2)
-        _, hidden = self.rnn(x)
+        outputs, hidden = self.rnn(x)
+        if self.per_position:  # (batch, T, hidden): the top layer at every step
+            return self.head(outputs)
         if isinstance(hidden, tuple):  # LSTM: (h, c)
             hidden = hidden[0]
         last_layer = hidden[-self.directions :]  # (directions, batch, hidden)

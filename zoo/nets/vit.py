@@ -3,7 +3,8 @@
 The image is cut into square patches (a strided convolution), each patch becomes a token, learned
 position embeddings are added, and pre-norm transformer blocks (multi-head self-attention through
 `scaled_dot_product_attention`, then a GELU MLP) mix the tokens. A class token (pool="cls") or the
-mean of the patch tokens (pool="mean") goes through a final LayerNorm to a linear head.
+mean of the patch tokens (pool="mean") goes through a final LayerNorm to a linear head. The blocks
+are shared with the GPT (zoo/nets/transformer.py), here without a causal mask.
 
 The defaults are a small model meant to train on the 8x8 digits in seconds on a CPU.
 """
@@ -13,10 +14,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.nets.checks import check_choice, check_dropout, check_image, check_positive
+from zoo.nets.checks import (
+    check_choice,
+    check_dropout,
+    check_heads,
+    check_image,
+    check_mlp_ratio,
+    check_positive,
+)
+from zoo.nets.transformer import Block
 
 POOLS = ("cls", "mean")
 
@@ -35,50 +43,6 @@ def adapted_patch_size(height: int, width: int) -> int:
         if height % p == 0 and width % p == 0 and (height // p) * (width // p) >= 16:
             return p
     return 1
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention: one qkv projection, fused scaled dot-product attention."""
-
-    def __init__(self, width: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        self.heads = heads
-        self.dropout = dropout
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-        self.proj_drop = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        batch, tokens, width = x.shape
-        # (batch, tokens, 3 * width) -> 3 x (batch, heads, tokens, head_dim)
-        qkv = self.qkv(x).view(batch, tokens, 3, self.heads, width // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0
-        )
-        out = out.transpose(1, 2).reshape(batch, tokens, width)
-        return self.proj_drop(self.proj(out))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer encoder block: x + attention(norm(x)), then x + mlp(norm(x))."""
-
-    def __init__(self, width: int, heads: int, mlp_width: int, dropout: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(width)
-        self.attention = Attention(width, heads, dropout)
-        self.norm2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(
-            nn.Linear(width, mlp_width),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(mlp_width, width),
-            nn.Dropout(dropout),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attention(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
 
 
 class ViT(nn.Module):
@@ -110,20 +74,8 @@ class ViT(nn.Module):
         check_positive("heads", heads)
         check_dropout(dropout)
         check_choice("pool", pool, POOLS)
-        if width % heads != 0:
-            raise ValueError(
-                f"model.width {width} must be divisible by model.heads {heads} "
-                f"(each head gets width / heads features)"
-            )
-        if (
-            not isinstance(mlp_ratio, (int, float))
-            or isinstance(mlp_ratio, bool)
-            or round(width * mlp_ratio) < 1
-        ):
-            raise ValueError(
-                f"model.mlp_ratio must be a positive number (MLP width = width * mlp_ratio), "
-                f"got {mlp_ratio!r}"
-            )
+        check_heads(width, heads)
+        mlp_width = check_mlp_ratio(mlp_ratio, width)
         if patch_size is None:
             patch_size = adapted_patch_size(height, image_width)
         else:
@@ -143,7 +95,6 @@ class ViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width)) if extra else None
         self.pos_embed = nn.Parameter(torch.zeros(1, extra + self.num_patches, width))
         self.embed_drop = nn.Dropout(dropout)
-        mlp_width = round(width * mlp_ratio)
         self.blocks = nn.Sequential(
             *(Block(width, heads, mlp_width, dropout) for _ in range(depth))
         )

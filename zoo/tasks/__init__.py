@@ -6,9 +6,14 @@ plain modules from zoo.nets (`task.net`, or `task.generator` and `task.discrimin
 
 from zoo.tasks.adversarial import Adversarial
 from zoo.tasks.base import Task
+from zoo.tasks.language_model import LanguageModel
 from zoo.tasks.supervised import Supervised
 
 # The task a plain network trains under, by the kind of learning its data asks for.
-TASK_FOR_KIND: dict[str, type[Task]] = {"classification": Supervised, "regression": Supervised}
+TASK_FOR_KIND: dict[str, type[Task]] = {
+    "classification": Supervised,
+    "regression": Supervised,
+    "language_model": LanguageModel,
+}
 
-__all__ = ["TASK_FOR_KIND", "Adversarial", "Supervised", "Task"]
+__all__ = ["TASK_FOR_KIND", "Adversarial", "LanguageModel", "Supervised", "Task"]

@@ -107,6 +107,7 @@ class Task(L.LightningModule):
             config_class(self.scheduler_config, SCHEDULERS, "scheduler")
         self.compile_networks = compile  # nn.Module.compile is a method: keep that name free
         self.channels_last = False  # set in `setup` for convolutional nets on CUDA
+        self.references: dict[str, float] = {}  # reference points the data offers for the scores
         self.train_means = EpochMeans(list(self.train_values))
         self.val_means, self.test_means = (EpochMeans(list(self.eval_values)) for _ in range(2))
 
