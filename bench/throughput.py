@@ -3,9 +3,10 @@
     python bench/throughput.py              # CPU (and the GPU when present); a few minutes
     python bench/throughput.py --quick      # one repeat, fewer steps: a smoke run
 
-For each family (mlp, cnn, lstm, vit, gan, dcgan) and each data set (the embedded digits,
-and MNIST-shaped synthetic tensors 60000x1x28x28) it measures steady-state training samples/s
-(a) through `zoo.training.build_run` + `trainer.fit` with train.py's own config (logger,
+For each family (mlp, cnn, lstm, vit, gpt, gan, dcgan) and each data set it can take (the
+embedded digits, MNIST-shaped synthetic tensors 60000x1x28x28, and data=text's 128-character
+windows of Python's sources, a "sample" being one window) it measures steady-state training
+samples/s (a) through `zoo.training.build_run` + `trainer.fit` with train.py's own config (logger,
 checkpoints, progress bar) and (b) through a plain loop over the same model class, data loader,
 batch size, optimizer and precision. Steps in the first epoch (digits) or the first 10 steps
 (MNIST-shaped) are warm-up; the time between the ends of two training steps in one epoch is
@@ -41,7 +42,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import zoo
 from zoo.data import InMemoryLoader, TensorDataModule
-from zoo.registry import CONFIG_DIR, build_model
+from zoo.data.text import RandomWindows, TextDataModule, windows
+from zoo.registry import CONFIG_DIR, accepted_inputs, build_model
 from zoo.tasks import Adversarial
 from zoo.training import build_run
 
@@ -75,6 +77,10 @@ class SyntheticImages(TensorDataModule):
         }
 
 
+# The data set each --data name trains on (mnist-shaped: digits' config, then SyntheticImages).
+DATA = {"digits": "digits", "mnist-shaped": "digits", "text": "text"}
+
+
 def make_config(
     family: str, data: str, device: str, output_dir: Path, overrides: tuple = ()
 ) -> DictConfig:
@@ -82,7 +88,8 @@ def make_config(
     trainer = "gpu" if device == "cuda" else "cpu"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         config = compose(
-            "config", overrides=[f"model={family}", f"trainer={trainer}", "data=digits", *overrides]
+            "config",
+            overrides=[f"model={family}", f"trainer={trainer}", f"data={DATA[data]}", *overrides],
         )
     with open_dict(config):
         config.paths.output_dir = str(output_dir)
@@ -192,9 +199,17 @@ def run_raw(
     autocast = torch.autocast(
         device, dtype=torch.bfloat16, enabled=config.trainer.precision == "bf16-mixed"
     )
-    train_x, train_y = (t.to(target) for t in datamodule.splits["train"])
-    val_x, val_y = (t.to(target) for t in datamodule.splits["val"])
-    loader = InMemoryLoader(train_x, train_y, batch_size=datamodule.batch_size, shuffle=True)
+    if isinstance(datamodule, TextDataModule):  # random training windows, every val window
+        ids = datamodule.ids["train"].to(target)
+        loader = RandomWindows(
+            ids, datamodule.block_size, datamodule.batch_size, datamodule.steps_per_epoch
+        )
+        val = windows(datamodule.ids["val"], datamodule.block_size)
+    else:
+        train_x, train_y = (t.to(target) for t in datamodule.splits["train"])
+        loader = InMemoryLoader(train_x, train_y, batch_size=datamodule.batch_size, shuffle=True)
+        val = datamodule.splits["val"]
+    val_loader = InMemoryLoader(*(t.to(target) for t in val), batch_size=datamodule.batch_size)
     n_steps = min(len(loader), steps or len(loader))
     start = time.perf_counter()
     for epoch in range(epochs):
@@ -212,7 +227,7 @@ def run_raw(
                 clock.step_end(epoch, step, step == n_steps - 1, len(x))
                 continue
             with autocast:
-                loss = F.cross_entropy(task.net(x), y)
+                loss = F.cross_entropy(task.net(x).flatten(0, -2), y.flatten())
             optimizers[0].zero_grad(set_to_none=True)
             loss.backward()
             optimizers[0].step()
@@ -221,9 +236,9 @@ def run_raw(
         if gan:  # zoo's GAN validates with a FID score; not comparable, not timed
             continue
         with torch.no_grad(), autocast:
-            for x, y in InMemoryLoader(val_x, val_y, batch_size=datamodule.batch_size):
+            for x, y in val_loader:
                 x, y = datamodule.on_after_batch_transfer((x, y), 0)
-                F.cross_entropy(task.net(x), y).item()
+                F.cross_entropy(task.net(x).flatten(0, -2), y.flatten()).item()
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -266,6 +281,8 @@ def compare(
     `full_epochs`: two whole epochs, the second one counted (digits always works this way)."""
     if data == "digits":
         epochs, steps, warmup, skip = (4 if quick else 15), None, 0, 1
+    elif data == "text":  # epochs of 50 steps of 32 windows of 128 characters
+        epochs, steps, warmup, skip = (2 if quick else 3), None, 0, 1
     elif full_epochs:
         epochs, steps, warmup, skip = 2, None, 0, 1
     else:
@@ -289,7 +306,7 @@ def compare(
         "device": device,
         "epochs": epochs,
         "steps": steps,
-        "batch": 64 if data == "digits" else 128,
+        "batch": {"digits": 64, "text": 32}.get(data, 128),
         **{f"{p}_sps": v for p, v in best.items()},
         **{f"{p}_s": v for p, v in seconds.items()},
         "ratio": best["lightning"] / best["raw"],
@@ -357,9 +374,9 @@ def versions() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one repeat, fewer steps")
-    parser.add_argument("--families", default="mlp,cnn,lstm,vit,gan,dcgan")
+    parser.add_argument("--families", default="mlp,cnn,lstm,vit,gpt,gan,dcgan")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs per path")
-    parser.add_argument("--data", default="digits,mnist-shaped")
+    parser.add_argument("--data", default="digits,mnist-shaped,text")
     parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -378,6 +395,11 @@ def main() -> None:
                     f"error: unknown family {family!r}; registered: {', '.join(zoo.list_models())}"
                 )
             for data in args.data.split(","):
+                with tempfile.TemporaryDirectory() as folder:  # a pair that cannot work: no row
+                    config = make_config(family, data, device, Path(folder))
+                inputs = "tokens" if data == "text" else "image"
+                if inputs not in (accepted_inputs(config.model) or (inputs,)):
+                    continue
                 row = compare(
                     family,
                     data,
