@@ -79,4 +79,6 @@ def test_compare_sweep_runs_the_pairs_that_fit_and_lists_the_others_as_not_appli
     )
     assert result.returncode == 0, result.stderr
     listed = [line for line in result.stdout.splitlines() if line.startswith("not applicable")]
-    assert len(listed) == len(image_only) and all("takes images" in line for line in listed)
+    assert len(listed) == len(image_only) and all(
+        "this data gives sequences" in line for line in listed
+    )

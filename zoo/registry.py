@@ -74,7 +74,7 @@ def check_fits(config: Mapping[str, Any], spec: DataSpec, name: str | None = Non
     others = ", ".join(models_for(spec.inputs)) or "none yet"
     raise DoesNotFitError(
         f"{label} takes {' or '.join(DESCRIPTIONS.get(a, a) for a in accepts)}; this data gives "
-        f"{spec.describe()}; models that take {spec.inputs}s: {others}"
+        f"{spec.describe()}; models that take {spec.inputs.removesuffix('s')}s: {others}"
     )
 
 
