@@ -23,7 +23,7 @@ from torch.utils.tensorboard.summary import hparams
 from zoo.checkpoints import checkpoint_dir, resolve_ckpt_path
 from zoo.compare import NOT_APPLICABLE
 from zoo.lightning_private import tensorboard_file_writer
-from zoo.registry import DoesNotFitError, build_model
+from zoo.registry import DoesNotFitError, accepted_inputs, build_model
 from zoo.tasks import Task
 
 HPARAM_SECTIONS = ("model", "optimizer", "scheduler", "seed")
@@ -97,6 +97,7 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
         datamodule.setup("fit")
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         raise ConfigError(str(error)) from None
+    serve_what_the_model_takes(datamodule, config.model)
     with config_errors(config.model):
         model = build_model(
             config.model,
@@ -110,6 +111,18 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
     trainer = build(config.trainer, logger=logger, callbacks=callbacks)
     drop_nvml_check_without_gpu(trainer)
     return datamodule, model, trainer
+
+
+def serve_what_the_model_takes(datamodule: L.LightningDataModule, model: DictConfig) -> None:
+    """Data that can come in several forms (`forms`, `use`; ListOps: trees or tokens) switches
+    to the first form the model accepts."""
+    accepts = accepted_inputs(model)
+    forms = getattr(datamodule, "forms", ())
+    if accepts and datamodule.spec.inputs not in accepts:
+        usable = [form for form in forms if form in accepts]
+        if usable:
+            datamodule.use(usable[0])
+            datamodule.setup("fit")
 
 
 def drop_nvml_check_without_gpu(trainer: L.Trainer) -> None:

@@ -3,6 +3,7 @@
 from zoo.data.adding import AddingDataModule
 from zoo.data.base import InMemoryLoader, TensorDataModule
 from zoo.data.digits import DigitsDataModule
+from zoo.data.listops import ListOpsDataModule
 from zoo.data.spec import DataSpec
 from zoo.data.text import TextDataModule
 from zoo.data.torchvision_sets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
@@ -14,6 +15,7 @@ __all__ = [
     "DigitsDataModule",
     "FashionMNISTDataModule",
     "InMemoryLoader",
+    "ListOpsDataModule",
     "MNISTDataModule",
     "TensorDataModule",
     "TextDataModule",

@@ -11,6 +11,7 @@ DESCRIPTIONS = {
     "sequence": "sequences (time steps, features)",
     "vector": "flat feature vectors (features,)",
     "tokens": "token sequences (ids)",
+    "tree": "binary trees (nodes, [token, left, right, level])",
 }
 
 
@@ -21,7 +22,8 @@ class DataSpec:
     `kind`: "classification" (`num_outputs` classes), "regression" (`num_outputs` values) or
     "language_model" (the next token at every position: `num_outputs` = `vocab_size`).
     `inputs`: "image", "sequence" or "vector", taken from the shape when not given; or "tokens"
-    (int64 ids below `vocab_size`; `vocabulary[i]` is the character of id i).
+    (int64 ids below `vocab_size`; `vocabulary[i]` is the character of id i), or "tree"
+    (int64 rows [token, left child, right child, level] in post-order; see zoo/nets/tree.py).
     `per_position`: one output per input position instead of one per sample.
     """
 

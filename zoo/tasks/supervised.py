@@ -20,8 +20,8 @@ class Supervised(Task):
     """Cross-entropy and `*/acc` for classification, MSE and `*/mse` for regression.
 
     `net` is a plain module, or its config (`{"_target_": "zoo.nets.ConvNet", ...}`), built here
-    for `input_shape` and `num_outputs`; a config is what checkpoints keep, so `zoo.load` and
-    `load_from_checkpoint` rebuild the net without being handed it.
+    for `input_shape` and `num_outputs` (and `vocab_size`, for token or tree inputs); a config is
+    what checkpoints keep, so `zoo.load` and `load_from_checkpoint` rebuild the net on their own.
     """
 
     def __init__(
@@ -30,6 +30,7 @@ class Supervised(Task):
         input_shape: tuple[int, ...],
         num_outputs: int,
         kind: str = "classification",
+        vocab_size: int | None = None,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         compile: bool = False,
@@ -43,7 +44,9 @@ class Supervised(Task):
             self.net = net
         else:
             self.save_hyperparameters()
-            self.net = build_net(net, input_shape=self.input_shape, num_outputs=num_outputs)
+            self.net = build_net(
+                net, input_shape=self.input_shape, num_outputs=num_outputs, vocab_size=vocab_size
+            )
         self.kind = kind
         if kind == "classification":
             metric = MetricCollection({"acc": MulticlassAccuracy(num_outputs, average="micro")})
@@ -51,7 +54,8 @@ class Supervised(Task):
             metric = MetricCollection({"mse": MeanSquaredError()})
         # No train metric: per-step metric updates cost time and train/loss already tells.
         self.metrics = nn.ModuleDict({s: metric.clone(prefix=f"{s}/") for s in ("val", "test")})
-        self.example_input_array = torch.zeros(2, *self.input_shape)
+        if vocab_size is None:  # ids and trees have no neutral example; the summary does without
+            self.example_input_array = torch.zeros(2, *self.input_shape)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"net": self.net}
