@@ -14,11 +14,14 @@ from torch import nn
 
 import zoo
 from zoo.data import DataSpec, InMemoryLoader
+from zoo.data.listops import VOCABULARY, as_trees, evaluate, generate
 from zoo.registry import accepted_inputs, build_model, model_config
 from zoo.tasks import Adversarial, Supervised, Task
 
 MODELS = zoo.list_models()
 NUM_CLASSES = 10
+TREES = generate(32, seed=0, max_depth=4, max_args=3, max_length=40)  # real ListOps trees
+NODES = max(2 * sum(t not in "()" for t in text.split()) - 1 for text in TREES)
 SPECS = {
     "image": DataSpec((1, 8, 8), NUM_CLASSES),
     "sequence": DataSpec((6, 3), NUM_CLASSES),
@@ -26,6 +29,7 @@ SPECS = {
     "tokens": DataSpec(
         (12,), NUM_CLASSES, "language_model", "tokens", NUM_CLASSES, True, "abcdefghij"
     ),
+    "tree": DataSpec((NODES, 4), NUM_CLASSES, "classification", "tree", len(VOCABULARY)),
 }
 ACCEPTS = {name: accepted_inputs(model_config(name)) or tuple(SPECS) for name in MODELS}
 
@@ -48,6 +52,10 @@ def batch(inputs: str = "image", size: int = 32) -> tuple[torch.Tensor, torch.Te
     """Inputs and targets (one per sample, or one per position for tokens)."""
     generator = torch.Generator().manual_seed(1)
     spec = SPECS[inputs]
+    if inputs == "tree":
+        return as_trees(TREES[:size], NODES), torch.tensor(
+            [evaluate(t.split()) for t in TREES[:size]]
+        )
     if inputs == "tokens":
         ids = torch.randint(0, NUM_CLASSES, (size, *spec.input_shape), generator=generator)
         return ids, ids.clone()  # at every position its own token: learnable by causal nets

@@ -72,3 +72,13 @@ def check_mlp_ratio(mlp_ratio: float, width: int) -> int:
             f"got {mlp_ratio!r}"
         )
     return round(width * mlp_ratio)
+
+
+def check_tree(cls: type, input_shape: Sequence[int]) -> int:
+    """The node rows N of (N, 4) trees, or one line saying the network needs them."""
+    if len(input_shape) != 2 or input_shape[1] != 4:
+        raise ValueError(
+            f"{cls.__name__} needs trees (nodes, 4), rows [token, left, right, level], "
+            f"got shape {tuple(input_shape)}"
+        )
+    return input_shape[0]
