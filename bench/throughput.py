@@ -3,10 +3,11 @@
     python bench/throughput.py              # CPU (and the GPU when present); a few minutes
     python bench/throughput.py --quick      # one repeat, fewer steps: a smoke run
 
-For each family (mlp, cnn, lstm, vit, gpt, gan, dcgan) and each data set it can take (the
-embedded digits, MNIST-shaped synthetic tensors 60000x1x28x28, and data=text's 128-character
-windows of Python's sources, a "sample" being one window) it measures steady-state training
-samples/s (a) through `zoo.training.build_run` + `trainer.fit` with train.py's own config (logger,
+For each family (mlp, cnn, lstm, vit, gpt, treelstm, gan, dcgan) and each data set it can take
+(the embedded digits, MNIST-shaped synthetic tensors 60000x1x28x28, data=text's 128-character
+windows of Python's sources, a "sample" being one window, and data=listops's generated trees or
+token sequences) it measures steady-state training samples/s (a) through
+`zoo.training.build_run` + `trainer.fit` with train.py's own config (logger,
 checkpoints, progress bar) and (b) through a plain loop over the same model class, data loader,
 batch size, optimizer and precision. Steps in the first epoch (digits) or the first 10 steps
 (MNIST-shaped) are warm-up; the time between the ends of two training steps in one epoch is
@@ -78,7 +79,8 @@ class SyntheticImages(TensorDataModule):
 
 
 # The data set each --data name trains on (mnist-shaped: digits' config, then SyntheticImages).
-DATA = {"digits": "digits", "mnist-shaped": "digits", "text": "text"}
+DATA = {"digits": "digits", "mnist-shaped": "digits", "text": "text", "listops": "listops"}
+INPUTS = {"digits": "image", "mnist-shaped": "image", "text": "tokens", "listops": "tree"}
 
 
 def make_config(
@@ -306,7 +308,7 @@ def compare(
         "device": device,
         "epochs": epochs,
         "steps": steps,
-        "batch": {"digits": 64, "text": 32}.get(data, 128),
+        "batch": {"digits": 64, "text": 32, "listops": 64}.get(data, 128),
         **{f"{p}_sps": v for p, v in best.items()},
         **{f"{p}_s": v for p, v in seconds.items()},
         "ratio": best["lightning"] / best["raw"],
@@ -374,9 +376,9 @@ def versions() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one repeat, fewer steps")
-    parser.add_argument("--families", default="mlp,cnn,lstm,vit,gpt,gan,dcgan")
+    parser.add_argument("--families", default="mlp,cnn,lstm,vit,gpt,treelstm,gan,dcgan")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs per path")
-    parser.add_argument("--data", default="digits,mnist-shaped,text")
+    parser.add_argument("--data", default="digits,mnist-shaped,text,listops")
     parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -397,7 +399,7 @@ def main() -> None:
             for data in args.data.split(","):
                 with tempfile.TemporaryDirectory() as folder:  # a pair that cannot work: no row
                     config = make_config(family, data, device, Path(folder))
-                inputs = "tokens" if data == "text" else "image"
+                inputs = INPUTS[data]
                 if inputs not in (accepted_inputs(config.model) or (inputs,)):
                     continue
                 row = compare(

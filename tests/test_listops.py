@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import random
 import statistics
+import subprocess
+import sys
 
 import pytest
 import torch
+from conftest import REPO
 
 from zoo.data import ListOpsDataModule
 from zoo.data.listops import VOCABULARY, evaluate, generate, generate_tree, parse, to_string
-from zoo.training import ConfigError, build_run
+from zoo.training import ConfigError, build_run, train
 
 
 def value_of(tree) -> int:
@@ -139,3 +142,55 @@ def test_sequence_models_get_the_same_examples_as_tokens(make_config):
         assert " ".join(tokens) == text and evaluate(tokens) == label
     assert model(ids[:3]).shape == (3, 10)
     assert torch.equal(ids[:, -1], torch.full_like(ids[:, -1], 2))  # left-padded: ends in ")"
+
+
+@pytest.mark.slow
+def test_the_comparison_sweep_runs_tree_and_sequence_models_on_the_same_examples(tmp_path):
+    logs = tmp_path / "logs"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "-m",
+            "data=listops",
+            "model=treelstm,treernn,lstm,gpt",
+            "data.num_train=256",
+            "data.num_val=64",
+            "data.num_test=64",
+            "data.max_depth=4",
+            "trainer.max_epochs=1",
+            f"paths.log_dir={logs}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "~callbacks.progress_bar",
+            "+trainer.enable_progress_bar=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if " on listops: " in line]
+    assert [line.split(" on ")[0] for line in lines] == [
+        "TreeLSTM",
+        "TreeRNN",
+        "RecurrentNet",
+        "GPT",
+    ]
+    assert all("test/acc" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_a_tree_lstm_learns_listops(make_config):
+    metrics = train(
+        make_config(
+            "data=listops",
+            "model=treelstm",
+            "data.num_train=3000",
+            "data.num_val=300",
+            "data.num_test=300",
+            "data.max_depth=5",
+            "trainer.max_epochs=6",
+            "optimizer.lr=0.003",
+        )
+    )
+    assert metrics["test/acc"] >= 0.5  # ten classes, the most frequent about 12 %

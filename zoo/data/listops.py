@@ -178,7 +178,7 @@ class ListOpsDataModule(TensorDataModule):
         self,
         data_dir: str = "data",
         inputs: str = "tree",
-        num_train: int = 20000,
+        num_train: int = 40000,
         num_val: int = 1000,
         num_test: int = 1000,
         max_depth: int = 8,

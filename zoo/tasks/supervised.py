@@ -44,8 +44,13 @@ class Supervised(Task):
             self.net = net
         else:
             self.save_hyperparameters()
+            # One output per sample, also from networks that can answer at every step.
             self.net = build_net(
-                net, input_shape=self.input_shape, num_outputs=num_outputs, vocab_size=vocab_size
+                net,
+                input_shape=self.input_shape,
+                num_outputs=num_outputs,
+                vocab_size=vocab_size,
+                per_position=False,
             )
         self.kind = kind
         if kind == "classification":
