@@ -130,11 +130,12 @@ class LanguageModel(Task):
     ) -> str:
         """`length` characters sampled after `prompt` (the prompt itself not included); the
         context is the last `input_shape[0]` characters. The same seed gives the same text."""
-        check_positive("length", length)
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ValueError(f"length must be a positive integer, got {length!r}")
         if not (isinstance(temperature, (int, float)) and temperature > 0):
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        if top_k is not None:
-            check_positive("top_k", top_k)
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         generator = torch.Generator(device=self.device)
         if seed is not None:
             generator.manual_seed(seed)
