@@ -13,10 +13,6 @@ report to paste into bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
-import os
-import platform
 import random
 import sys
 import time
@@ -26,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's zoo
 
 import torch
+from throughput import versions  # beside this file
 
 from zoo.nets import TreeLSTM, TreeRNN
 from zoo.nets.tree import recursive_forward
@@ -73,18 +70,6 @@ def best_time(step: Callable[[], None], repeats: int) -> float:
         step()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def versions() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
-        cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    return (
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n"
-        f"- machine: {cpu}, {os.cpu_count()} CPU cores visible, "
-        f"torch threads {torch.get_num_threads()}\n"
-        f"- python {platform.python_version()}, torch {torch.__version__}"
-    )
 
 
 def main() -> None:
