@@ -15,6 +15,13 @@ from zoo.data.spec import DataSpec
 LOADERS = ("auto", "memory", "dataloader")
 
 
+def check_counts(**counts: object) -> None:
+    """Each value an integer >= 1, or one ValueError line naming its `data.` option."""
+    for key, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"data.{key} must be an integer >= 1, got {value!r}")
+
+
 class InMemoryLoader:
     """Batches by index slicing of tensors that already sit on the target device.
 
@@ -88,8 +95,7 @@ class TensorDataModule(L.LightningDataModule):
         memory_limit_mb: int = 2048,
     ) -> None:
         super().__init__()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
+        check_counts(batch_size=batch_size)
         if loader not in LOADERS:
             raise ValueError(f"data.loader must be one of {LOADERS}, got {loader!r}")
         if num_workers < 0:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.data.base import TensorDataModule
+from zoo.data.base import TensorDataModule, check_counts
 from zoo.data.spec import DataSpec
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
@@ -191,16 +191,14 @@ class ListOpsDataModule(TensorDataModule):
         super().__init__(**loader_args)
         if inputs not in self.forms:
             raise ValueError(f"data.inputs must be one of {self.forms}, got {inputs!r}")
-        for key, value in (
-            ("num_train", num_train),
-            ("num_val", num_val),
-            ("num_test", num_test),
-            ("max_depth", max_depth),
-            ("max_args", max_args),
-            ("max_length", max_length),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"data.{key} must be an integer >= 1, got {value!r}")
+        check_counts(
+            num_train=num_train,
+            num_val=num_val,
+            num_test=num_test,
+            max_depth=max_depth,
+            max_args=max_args,
+            max_length=max_length,
+        )
         if max_args < 2:
             raise ValueError(f"data.max_args must be >= 2, got {max_args}")
         if not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1):

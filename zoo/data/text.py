@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zoo.data.base import InMemoryLoader
+from zoo.data.base import InMemoryLoader, check_counts
 from zoo.data.spec import DataSpec
 
 UNKNOWN = "\ufffd"  # id 0: characters the training split never showed
@@ -145,14 +145,12 @@ class TextDataModule(L.LightningDataModule):
         max_chars: int = 2_000_000,
     ) -> None:
         super().__init__()
-        for key, value in (
-            ("block_size", block_size),
-            ("batch_size", batch_size),
-            ("steps_per_epoch", steps_per_epoch),
-            ("max_chars", max_chars),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"data.{key} must be an integer >= 1, got {value!r}")
+        check_counts(
+            block_size=block_size,
+            batch_size=batch_size,
+            steps_per_epoch=steps_per_epoch,
+            max_chars=max_chars,
+        )
         if not (
             0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1
         ):

@@ -125,6 +125,12 @@ class Task(L.LightningModule):
         """What the summary line and the HPARAMS tab call this model."""
         return " + ".join(type(net).__name__ for net in self.networks().values())
 
+    @staticmethod
+    def network(net: dict[str, Any] | nn.Module, **data: Any) -> nn.Module:
+        """`net` itself, or the network its config names, built for `data`'s facts. (A task
+        given a module saves no `net` hyperparameter: its checkpoints need the module again.)"""
+        return net if isinstance(net, nn.Module) else build_net(net, **data)
+
     # --- loading and saving ----------------------------------------------------------------
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:

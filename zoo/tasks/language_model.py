@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
 from zoo.nets.checks import check_positive
-from zoo.tasks.base import Task, build_net
+from zoo.tasks.base import Task
 
 
 class LanguageModel(Task):
@@ -38,19 +38,11 @@ class LanguageModel(Task):
         if not vocabulary:
             raise ValueError("vocabulary must hold at least one character")
         check_positive("sample_length", sample_length)
-        if isinstance(net, nn.Module):
-            self.save_hyperparameters(ignore=["net"])
-            self.net = net
-        else:
-            self.save_hyperparameters()
-            size = len(vocabulary)
-            self.net = build_net(
-                net,
-                input_shape=self.input_shape,
-                num_outputs=size,
-                vocab_size=size,
-                per_position=True,
-            )
+        self.save_hyperparameters(ignore=["net"] if isinstance(net, nn.Module) else None)
+        size = len(vocabulary)
+        self.net = self.network(
+            net, input_shape=self.input_shape, num_outputs=size, vocab_size=size, per_position=True
+        )
         self.vocabulary = vocabulary
         self.lookup = {character: i for i, character in enumerate(vocabulary)}
         self.example_input_array = torch.zeros(2, *self.input_shape, dtype=torch.long)

@@ -11,7 +11,7 @@ from torchmetrics import MeanSquaredError, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.nets.checks import check_positive
-from zoo.tasks.base import Task, build_net
+from zoo.tasks.base import Task
 
 KINDS = ("classification", "regression")
 
@@ -39,19 +39,15 @@ class Supervised(Task):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         check_positive("num_outputs", num_outputs)
-        if isinstance(net, nn.Module):
-            self.save_hyperparameters(ignore=["net"])
-            self.net = net
-        else:
-            self.save_hyperparameters()
-            # One output per sample, also from networks that can answer at every step.
-            self.net = build_net(
-                net,
-                input_shape=self.input_shape,
-                num_outputs=num_outputs,
-                vocab_size=vocab_size,
-                per_position=False,
-            )
+        self.save_hyperparameters(ignore=["net"] if isinstance(net, nn.Module) else None)
+        # One output per sample, also from networks that can answer at every step.
+        self.net = self.network(
+            net,
+            input_shape=self.input_shape,
+            num_outputs=num_outputs,
+            vocab_size=vocab_size,
+            per_position=False,
+        )
         self.kind = kind
         if kind == "classification":
             metric = MetricCollection({"acc": MulticlassAccuracy(num_outputs, average="micro")})
