@@ -94,6 +94,7 @@ class MNISTDataModule(TorchvisionDataModule):
     """MNIST handwritten digits: 60,000 + 10,000 grey 28x28 images, 10 classes."""
 
     name = "mnist"
+    flippable = False  # a mirrored digit is another symbol
     dataset_class = datasets.MNIST
     mean, std = (0.1307,), (0.3081,)
 
@@ -109,6 +110,7 @@ class FashionMNISTDataModule(MNISTDataModule):
     """Fashion-MNIST: 60,000 + 10,000 grey 28x28 clothing images, 10 classes."""
 
     name = "fashion_mnist"
+    flippable = True
     dataset_class = datasets.FashionMNIST
     mean, std = (0.2860,), (0.3530,)
 
