@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import find_classes, make_dataset
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as F
 
 from zoo.data.base import TensorDataModule, check_counts, split_indices
@@ -23,10 +22,11 @@ STATS_SAMPLE = 2000  # images the normalisation statistics are taken from when n
 
 
 def decode(path: str, channels: int, size: int) -> Tensor:
-    """One image file as uint8 (channels, size, size): grey or RGB, resized (antialiased)."""
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-    image = decode_image(path, mode=mode)
-    return F.resize(image, [size, size], antialias=True)
+    """One image file as uint8 (channels, size, size): grey or RGB, upright (EXIF), resized
+    with antialiasing. (PIL decodes: torchvision.io's decoders are deprecated since 0.29.)"""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
+    return F.resize(F.pil_to_tensor(image), [size, size], antialias=True)
 
 
 class FolderImages(Dataset):
@@ -172,7 +172,7 @@ class FolderDataModule(TensorDataModule):
         for file, _ in files:
             try:
                 images.append(decode(file, self.channels, self.image_size))
-            except RuntimeError:
+            except OSError:  # PIL: a truncated or corrupt file
                 unreadable.append(str(Path(file).relative_to(self.path)))
         if unreadable:
             raise ValueError(
