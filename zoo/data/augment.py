@@ -2,8 +2,8 @@
 horizontal flip, a fresh choice for every image.
 
 torchvision.transforms.v2 draws one random choice per call, so `v2.RandomCrop` on a batch
-tensor crops every image of it alike; here v2's functional ops pad and flip the whole batch and
-each image takes its own offset and coin by indexing, with no per-image Python.
+tensor crops every image of it alike; here v2's functional `pad` pads the whole batch and each
+image takes its own offset and coin in one gather, with no per-image Python.
 """
 
 from __future__ import annotations
@@ -16,21 +16,19 @@ from torchvision.transforms.v2 import functional as F
 def crop_and_flip(images: Tensor, padding: int, flip: bool = True) -> Tensor:
     """Each image of a (N, C, H, W) batch padded by `padding` zeros (the mean, after
     standardisation), cropped back to H x W at a random offset and, if `flip`, mirrored left to
-    right with probability 1/2."""
+    right with probability 1/2: one gather from the padded batch."""
     n, channels, height, width = images.shape
     device = images.device
-    padded = F.pad(images, [padding])
-    top = torch.randint(0, 2 * padding + 1, (n, 1), device=device)
-    left = torch.randint(0, 2 * padding + 1, (n, 1), device=device)
-    rows = (top + torch.arange(height, device=device))[:, None, :, None]
-    cols = (left + torch.arange(width, device=device))[:, None, None, :]
-    samples = torch.arange(n, device=device)[:, None, None, None]
-    planes = torch.arange(channels, device=device)[None, :, None, None]
-    cropped = padded[samples, planes, rows, cols]
-    if not flip:
-        return cropped
-    mirror = torch.rand(n, 1, 1, 1, device=device) < 0.5
-    return torch.where(mirror, F.horizontal_flip(cropped), cropped)
+    padded = F.pad(images, [padding]).flatten(2)  # (N, C, (H + 2p) * (W + 2p))
+    top = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=device)
+    left = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=device)
+    columns = torch.arange(width, device=device)
+    if flip:
+        columns = torch.where(torch.rand(n, 1, 1, device=device) < 0.5, columns.flip(0), columns)
+    rows = top + torch.arange(height, device=device)[:, None]
+    index = (rows * (width + 2 * padding) + left + columns).view(n, 1, height * width)
+    cropped = padded.gather(2, index.expand(n, channels, height * width))
+    return cropped.view(n, channels, height, width)
 
 
 def padding_for(height: int, width: int) -> int:
