@@ -96,11 +96,12 @@ class FolderDataModule(TensorDataModule):
         for split in ("val", "test"):
             folder = self.path / split
             if root != self.path and folder.is_dir():
-                extra = sorted(set(self.class_folders(folder)) - set(classes))
+                extra = sorted(set(sub_folders(folder)) - set(classes))
                 if extra:
                     raise ValueError(f"{folder} has classes that train/ lacks: {extra}")
                 listed[split] = make_dataset(folder, class_to_idx, EXTENSIONS, allow_empty=True)
-        empty = [name for i, name in enumerate(classes) if all(y != i for _, y in listed["train"])]
+        present = {label for _, label in listed["train"]}
+        empty = [name for i, name in enumerate(classes) if i not in present]
         if empty:
             raise ValueError(
                 f"{root}: class folders with no PNG or JPEG images: {', '.join(empty)}"
@@ -110,10 +111,7 @@ class FolderDataModule(TensorDataModule):
 
     def class_folders(self, root: Path) -> list[str]:
         """The class names (sub-folders) of `root`, at least two."""
-        try:
-            classes, _ = find_classes(root)
-        except FileNotFoundError:
-            classes = []
+        classes = sub_folders(root)
         if len(classes) < 2:
             found = f"only the class {classes[0]!r}" if classes else "no class sub-folders"
             raise ValueError(
@@ -231,6 +229,14 @@ class FolderDataModule(TensorDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
         )
+
+
+def sub_folders(root: Path) -> list[str]:
+    """The class names ImageFolder would see in `root` (sorted), or none."""
+    try:
+        return find_classes(root)[0]
+    except FileNotFoundError:
+        return []
 
 
 def channel_stats(images: Tensor) -> tuple[Tensor, Tensor]:

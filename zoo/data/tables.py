@@ -179,10 +179,11 @@ class CSVDataModule(TableDataModule):
                 bad = next(i for i, label in enumerate(labels) if not is_number(label))
                 raise ValueError(self.not_a_number(bad + 1, self.target, labels[bad], "a target"))
             return np.array(values), np.array([float(label) for label in labels])
-        names, ids = np.unique(labels, return_inverse=True)
+        keys = [float(label) for label in labels] if numeric else labels  # 2 before 10
+        names, ids = np.unique(keys, return_inverse=True)
         if len(names) < 2:
             raise ValueError(f"{self.path}: the target {self.target!r} has only one class")
-        self.classes = [str(name) for name in names]
+        self.classes = [f"{name:g}" if numeric else str(name) for name in names]
         return np.array(values), ids
 
     def read_rows(self) -> tuple[list[str], list[list[str]]]:
