@@ -277,27 +277,26 @@ class Task(L.LightningModule):
                 scheduler.step()
 
 
-def recorded_task(checkpoint: dict[str, Any], path: Any, expected: type[Task] = Task) -> type[Task]:
+def recorded_task(checkpoint: dict[str, Any], path: Any, caller: type[Task] = Task) -> type[Task]:
     """The task class a checkpoint records (`zoo_class`): one of the zoo's own (zoo.tasks.TASKS,
-    a fixed list: nothing is imported by name) or `expected` itself, and a kind of `expected`;
-    else one CheckpointError line."""
+    a fixed list: nothing is imported by name) that is a `caller`, or the class `caller` itself
+    when code names it (`MyTask.load_from_checkpoint`); else one CheckpointError line."""
     from zoo.tasks import TASKS  # here: zoo.tasks imports this module
 
     recorded = checkpoint.get("zoo_class")
     if recorded is None:
         raise CheckpointError(f"{path} is not a zoo checkpoint (it records no zoo task class)")
-    own = f"{expected.__module__}.{expected.__qualname__}"
-    known = TASKS.get(recorded) if isinstance(recorded, str) else None
-    cls = expected if recorded == own else known
+    own = caller is not Task and recorded == f"{caller.__module__}.{caller.__qualname__}"
+    cls = caller if own else TASKS.get(recorded) if isinstance(recorded, str) else None
     if cls is None:
         names = ", ".join(sorted(task.__name__ for task in TASKS.values()))
         raise CheckpointError(
             f"{path} is not a zoo checkpoint: it names {recorded!r} as its task, not one of the "
             f"zoo's ({names})"
         )
-    if not issubclass(cls, expected):
+    if not issubclass(cls, caller):
         raise CheckpointError(
-            f"{path} holds a {cls.__name__}, not a {expected.__name__}: load it with "
-            f"zoo.load(path) or {cls.__name__}.load_from_checkpoint"
+            f"{path} holds a task of class {cls.__name__}, not {caller.__name__}: load it "
+            f"with zoo.load(path) or {cls.__name__}.load_from_checkpoint"
         )
     return cls
