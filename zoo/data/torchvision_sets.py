@@ -70,6 +70,8 @@ class TorchvisionDataModule(TensorDataModule):
         self.check_files(train)
         try:
             dataset = self.dataset_class(str(self.data_dir), train=train, download=self.download)
+            images = torch.as_tensor(np.asarray(dataset.data))
+            labels = torch.as_tensor(dataset.targets, dtype=torch.long)
         except (RuntimeError, OSError) as error:  # urllib's URLError is an OSError
             if self.download:
                 reason = " ".join(str(error).split())  # torchvision's message, on one line
@@ -77,16 +79,16 @@ class TorchvisionDataModule(TensorDataModule):
                 raise RuntimeError(message) from None
             if not isinstance(error, RuntimeError):
                 raise
+            self.check_checksums()
             raise FileNotFoundError(self.missing_message()) from None
         except UNREADABLE as error:
             self.check_contents(train)
             raise DataFileError(
                 f"{self.name} files in {self.expected_folder()} cannot be read: {error!r}"
             ) from None
-        images = torch.as_tensor(np.asarray(dataset.data))
         images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
-        labels = torch.as_tensor(dataset.targets, dtype=torch.long)
-        if len(images) != len(labels) or not 0 <= labels.min() <= labels.max() < self.num_classes:
+        in_range = len(labels) and 0 <= labels.min() <= labels.max() < self.num_classes
+        if len(images) != len(labels) or not in_range:
             self.check_contents(train)
             check_labels(labels, self.num_classes, self.expected_folder())
             raise DataFileError(
@@ -99,6 +101,10 @@ class TorchvisionDataModule(TensorDataModule):
         """Before reading: the split's files that are present can be read and say what they
         hold (quick checks); missing ones are left to torchvision (it says so, or downloads)."""
         raise NotImplementedError
+
+    def check_checksums(self) -> None:
+        """When torchvision refused the files as missing or corrupt: one DataFileError line
+        naming a present file whose checksum is not the release's (else they are missing)."""
 
     def check_contents(self, train: bool) -> None:
         """Every file of the split read and checked in full: one DataFileError line naming the
@@ -195,11 +201,13 @@ class CIFAR10DataModule(TorchvisionDataModule):
         return [(self.expected_folder() / name, md5) for name, md5 in listing]
 
     def check_files(self, train: bool) -> None:
-        for path, md5 in self.files(train):
-            if not path.exists():
-                continue
-            read_bytes(path, 1)
-            if md5 and not self.download and not check_integrity(str(path), md5):
+        for path, _ in self.files(train):
+            if path.exists():
+                read_bytes(path, 1)
+
+    def check_checksums(self) -> None:
+        for path, md5 in dict(self.files(train=True) + self.files(train=False)).items():
+            if md5 and path.exists() and not check_integrity(str(path), md5):
                 raise DataFileError(
                     f"{path} is not CIFAR-10's {path.name}: its md5 differs from the release's "
                     "(corrupt, or another file); delete it and download again (data.download=true)"
