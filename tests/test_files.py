@@ -160,6 +160,7 @@ def test_cifar_batches_that_lie_are_refused_naming_the_file(make_config, tmp_pat
     assert re.search(expected, message), message
 
 
+@pytest.mark.slow
 def test_a_cifar_file_with_another_checksum_is_named_not_called_missing(tmp_path):
     """With torchvision's real md5 table, files that are not the release's are named, in a
     subprocess through train.py: exit 2, one error line, no traceback, nothing written."""
@@ -173,6 +174,7 @@ def test_a_cifar_file_with_another_checksum_is_named_not_called_missing(tmp_path
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_label_that_would_make_a_201_class_model(tmp_path):
     write_mnist(tmp_path / "data", "MNIST")
     write_idx(tmp_path / LABELS, labels_with(200))

@@ -34,7 +34,7 @@ def save(model: Task, path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    """A fresh checkpoint of each of the zoo's tasks."""
+    """Fresh checkpoints of a Supervised (mlp) and an Adversarial (gan) task."""
     folder = tmp_path_factory.mktemp("checkpoints")
     return {
         "mlp": save(zoo.create_model("mlp", (1, 8, 8), 10), folder / "mlp.ckpt"),
@@ -152,6 +152,7 @@ def test_a_payload_never_runs_even_when_torch_is_told_to_unpickle_anything(paylo
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["sample.py", "train.py"])
 def test_cli_refuses_a_payload_with_the_unsafe_environment(payload, tmp_path, script):
     evil, marker = payload
