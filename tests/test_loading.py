@@ -89,6 +89,18 @@ def test_a_task_class_loads_only_its_own_checkpoints(checkpoints):
     assert isinstance(Supervised.load_from_checkpoint(checkpoints["mlp"]), Supervised)
 
 
+class MyTask(Supervised):
+    """A task of the user's own: its code names it, so its own checkpoints load through it."""
+
+
+def test_a_users_own_task_loads_through_its_class_not_by_name(tmp_path):
+    net = {"_target_": "zoo.nets.FeedForward", "hidden_sizes": [16]}
+    path = save(MyTask(net, (1, 8, 8), 10), tmp_path / "mine.ckpt")
+    assert type(MyTask.load_from_checkpoint(path)) is MyTask
+    with pytest.raises(CheckpointError, match=r"names 'test_loading.MyTask' as its task, not one"):
+        zoo.load(path)
+
+
 @pytest.mark.parametrize(
     ("field", "where"),
     [
