@@ -31,6 +31,8 @@ def checkpoint_errors(path: str | Path) -> Iterator[None]:
     """Turn torch's long loading errors for `path` into one CheckpointError line."""
     try:
         yield
+    except CheckpointError:
+        raise
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
     except pickle.UnpicklingError as error:

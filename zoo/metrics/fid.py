@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from zoo.checkpoints import read_checkpoint
 from zoo.nets import ConvNet
 from zoo.tasks.supervised import Supervised
 
@@ -79,7 +80,7 @@ def feature_extractor(
     name = f"{datamodule.__class__.__name__}-{'x'.join(map(str, spec.input_shape))}"
     path = Path(cache_dir) / f"{name}-{key}-e{epochs}.pt" if cache_dir else None
     if path is not None and path.is_file():
-        classifier.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        classifier.load_state_dict(read_checkpoint(path))
     else:
         classifier = train_classifier(datamodule, epochs)
         if path is not None:

@@ -16,4 +16,9 @@ TASK_FOR_KIND: dict[str, type[Task]] = {
     "language_model": LanguageModel,
 }
 
-__all__ = ["TASK_FOR_KIND", "Adversarial", "LanguageModel", "Supervised", "Task"]
+# The only task classes a checkpoint may name (its `zoo_class`): loading never imports by name.
+TASKS: dict[str, type[Task]] = {
+    f"{cls.__module__}.{cls.__qualname__}": cls for cls in (Supervised, LanguageModel, Adversarial)
+}
+
+__all__ = ["TASKS", "TASK_FOR_KIND", "Adversarial", "LanguageModel", "Supervised", "Task"]

@@ -4,6 +4,9 @@ per-step logging without host syncs, safe loading, and the checkpoint monitor.""
 from __future__ import annotations
 
 import inspect
+import sys
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import lightning as L
@@ -12,27 +15,70 @@ from hydra.utils import get_class, instantiate
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from zoo.checkpoints import checkpoint_errors
+from zoo.checkpoints import CheckpointError, checkpoint_errors, read_checkpoint
 from zoo.lightning_private import is_compiled, logger_writes_this_step
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 SCHEDULER_KEYS = ("interval", "monitor")  # Lightning's scheduler options, not the scheduler's
 SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+# The checkpoint `Task.load_from_checkpoint` is rebuilding a task from, while it does.
+LOADING: ContextVar[str | None] = ContextVar("zoo_loading_checkpoint", default=None)
+
+
+def nested_target(value: Any, where: str) -> str | None:
+    """Where under `value` (a config's option) a `_target_` hides, or None."""
+    if isinstance(value, Mapping):
+        if "_target_" in value:
+            return where
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    return next((found for k, v in items if (found := nested_target(v, f"{where}.{k}"))), None)
+
+
+def imported(path: str) -> Any:
+    """The object at dotted `path` in modules already imported, or None; never imports."""
+    parts, found = path.split("."), None
+    for end in range(1, len(parts) + 1):
+        found = sys.modules.get(".".join(parts[:end])) or getattr(found, parts[end - 1], None)
+        if found is None:
+            return None
+    return found
 
 
 def config_class(config: dict[str, Any], base: type | tuple[type, ...], what: str) -> type:
     """The class a `_target_` config names, refused unless it is a `base`: a config read from a
-    checkpoint must never call arbitrary code."""
-    target = config.get("_target_")
-    try:
-        cls = get_class(str(target))
-    except Exception:  # noqa: BLE001 - hydra raises ImportError, ValueError, AttributeError
-        raise ValueError(f"{what} {target!r} is not a class that can be imported") from None
-    if not issubclass(cls, base):  # a config value, so ValueError like every other one
-        raise ValueError(  # noqa: TRY004
-            f"{what} {target!r} is not a {getattr(base, '__name__', base)}"
-        )
-    return cls
+    checkpoint must never call arbitrary code. Options may not name classes themselves (Hydra
+    would call them), and while a checkpoint loads only classes already imported count."""
+    target, loading = str(config.get("_target_")), LOADING.get()
+    nested = next(
+        (
+            found
+            for key, value in config.items()
+            if key != "_target_" and (found := nested_target(value, f"{what}.{key}"))
+        ),
+        None,
+    )
+    problem = None
+    if nested:
+        problem = f"{nested} names a class (_target_); only {what} itself may"
+    elif loading is not None and not isinstance(imported(target), type):
+        problem = f"{what} {target!r} is not a class the zoo has imported (loading imports none)"
+    else:
+        try:
+            cls = get_class(target)
+        except Exception:  # noqa: BLE001 - hydra raises ImportError, ValueError, AttributeError
+            problem = f"{what} {target!r} is not a class that can be imported"
+        else:
+            if not issubclass(cls, base):
+                problem = f"{what} {target!r} is not a {getattr(base, '__name__', base)}"
+    if problem is None:
+        return cls
+    if loading is not None:
+        raise CheckpointError(f"refusing to load {loading}: {problem}")
+    raise ValueError(problem)  # a config value, so ValueError like every other one
 
 
 def build_net(config: dict[str, Any], **data: Any) -> nn.Module:
@@ -134,10 +180,18 @@ class Task(L.LightningModule):
     # --- loading and saving ----------------------------------------------------------------
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
-        """Restore a trained task; loads plain data only (weights_only), never code."""
+        """Restore a trained task of this class: plain data only (weights_only), the class the
+        checkpoint records checked (`recorded_task`), never code named by the file."""
+        recorded_task(read_checkpoint(checkpoint_path), checkpoint_path, cls)
+        if hasattr(checkpoint_path, "seek"):  # a file object: Lightning reads it again
+            checkpoint_path.seek(0)
         kwargs["weights_only"] = True
-        with checkpoint_errors(checkpoint_path):
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        loading = LOADING.set(str(checkpoint_path))
+        try:
+            with checkpoint_errors(checkpoint_path):
+                return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        finally:
+            LOADING.reset(loading)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the task class, so `zoo.load` restores any checkpoint without being told."""
@@ -221,3 +275,28 @@ class Task(L.LightningModule):
                     scheduler.step(self.trainer.callback_metrics[monitor])
             else:
                 scheduler.step()
+
+
+def recorded_task(checkpoint: dict[str, Any], path: Any, caller: type[Task] = Task) -> type[Task]:
+    """The task class a checkpoint records (`zoo_class`): one of the zoo's own (zoo.tasks.TASKS,
+    a fixed list: nothing is imported by name) that is a `caller`, or the class `caller` itself
+    when code names it (`MyTask.load_from_checkpoint`); else one CheckpointError line."""
+    from zoo.tasks import TASKS  # here: zoo.tasks imports this module
+
+    recorded = checkpoint.get("zoo_class")
+    if recorded is None:
+        raise CheckpointError(f"{path} is not a zoo checkpoint (it records no zoo task class)")
+    own = caller is not Task and recorded == f"{caller.__module__}.{caller.__qualname__}"
+    cls = caller if own else TASKS.get(recorded) if isinstance(recorded, str) else None
+    if cls is None:
+        names = ", ".join(sorted(task.__name__ for task in TASKS.values()))
+        raise CheckpointError(
+            f"{path} is not a zoo checkpoint: it names {recorded!r} as its task, not one of the "
+            f"zoo's ({names})"
+        )
+    if not issubclass(cls, caller):
+        raise CheckpointError(
+            f"{path} holds a task of class {cls.__name__}, not {caller.__name__}: load it "
+            f"with zoo.load(path) or {cls.__name__}.load_from_checkpoint"
+        )
+    return cls
