@@ -1,12 +1,11 @@
 """Train one architecture (`python train.py model=cnn`) or several (`-m model=mlp,cnn`)."""
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from zoo.callbacks import NonFiniteLossError
 from zoo.checkpoints import CheckpointError
+from zoo.runs import refuse
 from zoo.training import ConfigError, train
 
 
@@ -15,8 +14,7 @@ def main(config: DictConfig) -> None:
     try:
         train(config)
     except (ConfigError, CheckpointError, NonFiniteLossError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        refuse(error, config.paths.output_dir)  # one line; exit 2, or on to a sweep's next point
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from zoo.checkpoints import checkpoint_dir, resolve_ckpt_path
 from zoo.compare import NOT_APPLICABLE
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import DoesNotFitError, accepted_inputs, build_model
+from zoo.runs import current_overrides, write_record
 from zoo.tasks import Task
 
 HPARAM_SECTIONS = ("model", "optimizer", "scheduler", "seed")
@@ -203,8 +204,12 @@ def train(config: DictConfig) -> dict[str, float]:
         if skip_if_sweeping(error, config):
             return {}
         raise ConfigError(str(error)) from None
-    ckpt_path = resolve_ckpt_path(config.get("ckpt_path"), config.paths.output_dir, model)
+    ckpt_path = resolve_ckpt_path(
+        config.get("ckpt_path"), config.paths.output_dir, model, current_overrides()
+    )
     check_fresh_folder(trainer, resuming=ckpt_path is not None)
+    if trainer.is_global_zero:
+        write_record(Path(config.paths.output_dir), config)
     start = time.perf_counter()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
