@@ -336,7 +336,8 @@ def test_run_killed_mid_epoch_resumes_to_the_same_epoch_count(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, stop):
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
     long_run = [*SLOW_RUN, "trainer.max_epochs=50"]  # cannot finish before the signal arrives
@@ -352,9 +353,9 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     )
     wait_for(last, process)
     time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=60)
-    assert "Traceback" not in stderr and process.returncode == 130  # 128 + SIGINT, as shells expect
+    assert "Traceback" not in stderr and process.returncode == 128 + stop  # as shells expect
     saved = re.search(
         r"interrupted at step (\d+): checkpoint saved to ([^;\s]+); resume with: (.*)", stdout
     )

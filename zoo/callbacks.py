@@ -1,5 +1,5 @@
 """Small callbacks: the best checkpoint by the task's monitor, finite loss, mid-epoch checkpoints,
-Ctrl-C, run stats."""
+Ctrl-C and SIGTERM, run stats."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from zoo.checkpoints import checkpoint_dir, hydra_overrides, resume_command
@@ -134,8 +135,10 @@ class LastCheckpoint(Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        # While fitting, also during its validation passes (trainer.training is False then).
-        if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == TrainerFn.FITTING:
+        # Ctrl-C, or SIGTERM (kill, Docker, batch schedulers; Lightning raises SIGTERMException
+        # after the step in progress). While fitting, also during its validation passes.
+        stopped = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+        if stopped and trainer.state.fn == TrainerFn.FITTING:
             path = self.save(trainer)
             if path is not None:
                 print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
@@ -213,11 +215,10 @@ def train(config: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except (
-        SystemExit
-    ):  # Lightning exits with 1 after Ctrl-C; the shell's convention is 128 + SIGINT
-        if trainer.interrupted:
-            raise SystemExit(130) from None
+    except SystemExit as stop:  # Lightning exits after Ctrl-C (1) or SIGTERM (no code)
+        if trainer.interrupted:  # the shell's convention: 128 + the signal's number
+            sigterm = isinstance(stop, SIGTERMException)
+            raise SystemExit(128 + (signal.SIGTERM if sigterm else signal.SIGINT)) from None
         raise
     fit_seconds = time.perf_counter() - start
     metrics = final_metrics(trainer, "val/")
