@@ -3,6 +3,7 @@ determinism, and random invalid overrides."""
 
 from __future__ import annotations
 
+import errno
 import random
 import re
 import shlex
@@ -376,3 +377,32 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, stop):
         refused.returncode == 2 and "already holds an earlier run's checkpoints" in refused.stderr
     )
     assert torch.load(last, weights_only=True)["global_step"] == int(saved.group(1))  # untouched
+
+
+def test_full_disk_ends_with_one_line_and_leaves_no_truncated_checkpoint(tmp_path, monkeypatch):
+    real_save = torch.save
+
+    def half_then_full(obj, file, *args, **kwargs):
+        real_save({"half": torch.zeros(10)}, file)  # some bytes reach the disk, then it is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_then_full)
+    with pytest.raises(CheckpointError) as error:
+        train(compose_config(tmp_path, ["model=mlp", "trainer.max_epochs=1"]))
+    (line,) = str(error.value).splitlines()
+    assert "No space left on device" in line and str(tmp_path / "checkpoints") in line
+    assert not [p for p in tmp_path.rglob("*") if ".ckpt" in p.name]  # nothing truncated
+
+
+def test_unwritable_log_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), f"paths.log_dir={blocker}/logs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert f"{blocker}/logs" in line

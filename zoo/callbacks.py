@@ -3,7 +3,6 @@ Ctrl-C and SIGTERM, run stats."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -89,15 +88,13 @@ class LastCheckpoint(Callback):
         self.overrides: list[str] | None = None  # the run's command line, read at fit start
 
     def save(self, trainer: L.Trainer) -> Path | None:
-        """Atomically write last.ckpt into the ModelCheckpoint's folder."""
+        """Write last.ckpt (atomically: the trainer's AtomicCheckpointIO) into the
+        ModelCheckpoint's folder."""
         folder = checkpoint_dir(trainer)
         if folder is None:
             return None
         path = folder / "last.ckpt"
-        partial = folder / ".last.ckpt.partial"
-        trainer.save_checkpoint(partial, weights_only=False)  # with optimizer and loop state
-        if trainer.is_global_zero:
-            os.replace(partial, path)
+        trainer.save_checkpoint(path, weights_only=False)  # with optimizer and loop state
         self.last_write = time.monotonic()
         return path
 

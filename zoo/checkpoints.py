@@ -3,6 +3,7 @@ them, and the command that resumes a run from one."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import shlex
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -73,6 +75,40 @@ def checkpoint_dir(trainer: L.Trainer) -> Path | None:
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or holds more than plain data."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that cannot be written (full disk, read-only or unwritable folder)."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic for local files: the checkpoint goes to a
+    temporary file beside its target, then replaces it in one rename. A full disk or a read-only
+    folder ends with one line naming the path, and no truncated checkpoint is left behind.
+
+    (Lightning's own writer stages local files in the system temp folder and moves them, which is
+    a copy across file systems: a full disk leaves a truncated file at the target.)
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if "://" in str(path):  # remote storage: fsspec's own transaction
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(partial, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise CheckpointWriteError(
+                f"cannot write checkpoint {path}: {error.strerror or error}"
+            ) from None
 
 
 @contextmanager

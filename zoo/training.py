@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
-from zoo.checkpoints import checkpoint_dir, resolve_ckpt_path
+from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
 from zoo.compare import NOT_APPLICABLE
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import DoesNotFitError, accepted_inputs, build_model
@@ -111,7 +111,9 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
         )
     logger = build(config.logger) if config.get("logger") else False
     callbacks = [build(c) for c in (config.get("callbacks") or {}).values() if c]
-    trainer = build(config.trainer, logger=logger, callbacks=callbacks)
+    trainer = build(
+        config.trainer, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+    )
     drop_nvml_check_without_gpu(trainer)
     return datamodule, model, trainer
 
