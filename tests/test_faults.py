@@ -4,6 +4,7 @@ determinism, and random invalid overrides."""
 from __future__ import annotations
 
 import errno
+import math
 import random
 import re
 import shlex
@@ -157,6 +158,21 @@ def test_nan_loss_stops_with_one_line_and_keeps_a_good_checkpoint(tmp_path):
     assert "\n" not in str(error.value)
     kept = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert all(torch.isfinite(t).all() for t in kept["state_dict"].values())
+
+
+def test_resume_applies_a_new_learning_rate_and_refuses_another_optimizer(tmp_path):
+    run = ["model=mlp", "optimizer=sgd", "optimizer.lr=0.1", "scheduler=cosine"]
+    run.append("scheduler.T_max=4")
+    train(compose_config(tmp_path, [*run, "trainer.max_epochs=1"]))
+    resume = ["ckpt_path=last", "trainer.max_epochs=2"]
+    with pytest.raises(CheckpointError, match="resume with its optimizer"):  # not a KeyError
+        train(compose_config(tmp_path, ["model=mlp", "optimizer.lr=0.1", *resume]))
+    train(compose_config(tmp_path, [*run, *resume, "optimizer.lr=0.01"]))  # what a NaN asks for
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    scheduler = resumed["lr_schedulers"][0]
+    assert scheduler["base_lrs"] == [pytest.approx(0.01)]  # the schedule goes on from the new lr
+    lr = resumed["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(0.01 * (1 + math.cos(math.pi * 2 / 4)) / 2)  # epoch 2 of T_max 4
 
 
 def test_last_checkpoint_is_due_by_training_time_or_step_count():
