@@ -28,12 +28,9 @@ from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import DoesNotFitError, accepted_inputs, build_model
 from zoo.runs import current_overrides, write_record
 from zoo.tasks import Task
+from zoo.validation import ConfigError, check_config
 
 HPARAM_SECTIONS = ("model", "optimizer", "scheduler", "seed")
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; raised before any training starts."""
 
 
 def build(target: DictConfig, **kwargs: Any) -> Any:
@@ -73,17 +70,6 @@ def container(config: Any) -> Any:
     return OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config
 
 
-INTEGER_KEYS = ("seed", "trainer.max_epochs", "trainer.max_steps", "trainer.log_every_n_steps")
-
-
-def check_integers(config: DictConfig) -> None:
-    """Counts Lightning would only reject later, with a bare assertion, fail here in one line."""
-    for key in INTEGER_KEYS:
-        value = OmegaConf.select(config, key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-
-
 def choice(group: str) -> str | None:
     """The name chosen for a config group (model=cnn -> "cnn"), when run through Hydra."""
     if not HydraConfig.initialized():
@@ -93,7 +79,7 @@ def choice(group: str) -> str | None:
 
 def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Trainer]:
     """Datamodule first (it says what the network needs), then the task, then the trainer."""
-    check_integers(config)
+    check_config(config)
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build(config.data)
     try:
