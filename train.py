@@ -13,8 +13,10 @@ from zoo.training import ConfigError, train
 def main(config: DictConfig) -> None:
     try:
         train(config)
-    except (ConfigError, CheckpointError, NonFiniteLossError) as error:
-        refuse(error, config.paths.output_dir)  # one line; exit 2, or on to a sweep's next point
+    except (ConfigError, CheckpointError) as error:  # one line; exit 2 or the sweep's next point
+        refuse(error, config.paths.output_dir)
+    except NonFiniteLossError as error:  # the same, keeping the folder: its logs show the NaN
+        refuse(error, config.paths.output_dir, keep=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from zoo.checkpoints import checkpoint_dir, hydra_overrides, resume_command
+from zoo.validation import ConfigError
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -25,6 +26,17 @@ class BestCheckpoint(ModelCheckpoint):
         if self.monitor is None:
             self.monitor = getattr(pl_module, "monitor", None)
         super().setup(trainer, pl_module, stage)
+
+    def on_sanity_check_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A monitor the task never logs would keep no best checkpoint (Lightning only warns):
+        refuse it after the sanity validation, before any training step."""
+        logged = trainer.callback_metrics
+        if self.monitor and logged and self.monitor not in logged:
+            names = ", ".join(sorted(k for k in logged if "/" in k))
+            raise ConfigError(
+                f"callbacks.model_checkpoint.monitor={self.monitor} is never logged by "
+                f"{type(pl_module).__name__}; it logs {names}"
+            )
 
 
 class NonFiniteLossError(RuntimeError):

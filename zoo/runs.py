@@ -4,6 +4,7 @@ it, what a resume may change, and no empty folder left by a refused start."""
 from __future__ import annotations
 
 import secrets
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,14 @@ def make_folder(folder: Path, what: str) -> None:
 
 
 def forget_refused_run() -> None:
-    """After a refused start: remove the folders this process made, while they are empty."""
-    for folder in NEW_FOLDERS:
-        if folder.is_dir() and not any(folder.iterdir()):
+    """After a refused start: remove the folders this process made, unless they hold a
+    checkpoint (the run folder may hold its record and first events by then)."""
+    for folder in NEW_FOLDERS:  # the run folder first, then its new parents
+        if not folder.is_dir() or any(folder.rglob("*.ckpt")):
+            continue
+        if folder == NEW_FOLDERS[0]:
+            shutil.rmtree(folder)
+        elif not any(folder.iterdir()):  # a parent another run has not written into meanwhile
             folder.rmdir()
     NEW_FOLDERS.clear()
 
@@ -71,16 +77,17 @@ def sweeping() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def refuse(error: Exception, output_dir: str | Path) -> None:
-    """One `error:` line. A single run exits 2 and leaves no empty folder; in a sweep the point
-    is recorded as failed (failed.txt in its folder) and the sweep goes on."""
+def refuse(error: Exception, output_dir: str | Path, keep: bool = False) -> None:
+    """One `error:` line. A single run exits 2 and, unless `keep`, leaves no folder behind; in
+    a sweep the point is recorded as failed (failed.txt in its folder) and the sweep goes on."""
     print(f"error: {error}", file=sys.stderr)
     if sweeping():
         folder = Path(output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / FAILED).write_text(f"{error}\n")
         return
-    forget_refused_run()
+    if not keep:
+        forget_refused_run()
     raise SystemExit(2)
 
 

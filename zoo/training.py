@@ -101,7 +101,19 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
         config.trainer, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )
     drop_nvml_check_without_gpu(trainer)
+    if trainer.strategy.root_device.type == "cpu":
+        torch.set_num_threads(cpu_threads(config.get("threads", "auto"), trainer))
     return datamodule, model, trainer
+
+
+def cpu_threads(threads: int | str, trainer: L.Trainer) -> int:
+    """The torch threads for a CPU run: `threads`, or for auto half the cores this process may
+    use, at most 4, shared among the node's processes (the CPU DDP ones)."""
+    if threads != "auto":
+        return int(threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    processes = max(1, getattr(trainer, "num_devices", 1))
+    return max(1, min(4, (cores or 1) // 2 // processes))
 
 
 def serve_what_the_model_takes(datamodule: L.LightningDataModule, model: DictConfig) -> None:

@@ -57,6 +57,10 @@ def check_config(config: DictConfig) -> None:
     for name, callback in (config.get("callbacks") or {}).items():
         if callback:
             check_types(f"callbacks.{name}", callback)
+    threads = config.get("threads", "auto")
+    counted = isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
+    if threads != "auto" and not counted:
+        raise ConfigError(f"threads must be auto or an integer >= 1, got {threads!r}")
     check_types("model", config.model, extra=model_classes(config.model))
     check_learning_rates(config)
     if config.get("scheduler"):
