@@ -422,3 +422,29 @@ def test_unwritable_log_dir_is_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert f"{blocker}/logs" in line
+
+
+SLIPPING_VALUES = {  # values that used to fail mid-training, or never
+    "seed=-1": "seed must be in",
+    "scheduler=plateau scheduler.factor=1.5": "Factor should be < 1.0",
+    "scheduler=cosine scheduler.T_max=0": "divides by is 0",
+    "scheduler=plateau +scheduler.monitor=val/nope": "scheduler.monitor=val/nope is never logged",
+    "callbacks.model_checkpoint.monitor=val/nope": "monitor=val/nope is never logged",
+    "model=lstm model.bidirectional=abc": "model.bidirectional must be true or false",
+    "model.compile=abc": "model.compile must be true or false",
+    "data.val_fraction=0.0001": "split is empty",
+    "optimizer.lr=inf": "optimizer.lr must be > 0 and finite",
+    "model=gan model.fid_classifier_epochs=-1": "fid_classifier_epochs must be a positive",
+    "+foo=1": "unknown top-level key 'foo'",
+    "threads=0": "threads must be auto or an integer >= 1",
+    "trainer.precision=abc": "trainer.precision must be one of",
+}
+
+
+@pytest.mark.parametrize("override", SLIPPING_VALUES)
+def test_values_that_used_to_slip_through_stop_before_training(tmp_path, override):
+    with pytest.raises(ConfigError) as error:
+        train(compose_config(tmp_path, [*override.split(), "trainer.max_epochs=1"]))
+    (line,) = str(error.value).splitlines()
+    assert SLIPPING_VALUES[override] in line
+    assert not list(tmp_path.rglob("*.ckpt"))  # refused before any training step

@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 
 from zoo.checkpoints import CheckpointError, checkpoint_errors
 from zoo.lightning_private import is_compiled, logger_writes_this_step
+from zoo.validation import ConfigError
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 SCHEDULER_KEYS = ("interval", "monitor")  # Lightning's scheduler options, not the scheduler's
@@ -228,6 +229,15 @@ class Task(L.LightningModule):
         values.update(extra or {})
         if values:  # sync_dist: the means are synced already; this only keeps Lightning quiet
             self.log_dict(values, prog_bar=stage != "train", sync_dist=True)
+
+    def on_validation_end(self) -> None:
+        """After the sanity validation, before any training: a plateau scheduler's monitor must
+        be a metric this task logs (Lightning would only fail at the first epoch's end)."""
+        monitor = (self.scheduler_config or {}).get("monitor")
+        logged = self.trainer.callback_metrics
+        if self.trainer.sanity_checking and monitor and logged and monitor not in logged:
+            names = ", ".join(sorted(k for k in logged if "/" in k))
+            raise ConfigError(f"scheduler.monitor={monitor} is never logged; the task logs {names}")
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch("train")
