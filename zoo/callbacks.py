@@ -1,9 +1,8 @@
 """Small callbacks: the best checkpoint by the task's monitor, finite loss, mid-epoch checkpoints,
-Ctrl-C, run stats."""
+Ctrl-C and SIGTERM, run stats."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from zoo.checkpoints import checkpoint_dir, hydra_overrides, resume_command
+from zoo.validation import ConfigError
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -25,6 +26,17 @@ class BestCheckpoint(ModelCheckpoint):
         if self.monitor is None:
             self.monitor = getattr(pl_module, "monitor", None)
         super().setup(trainer, pl_module, stage)
+
+    def on_sanity_check_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A monitor the task never logs would keep no best checkpoint (Lightning only warns):
+        refuse it after the sanity validation, before any training step."""
+        logged = trainer.callback_metrics
+        if self.monitor and logged and self.monitor not in logged:
+            names = ", ".join(sorted(k for k in logged if "/" in k))
+            raise ConfigError(
+                f"callbacks.model_checkpoint.monitor={self.monitor} is never logged by "
+                f"{type(pl_module).__name__}; it logs {names}"
+            )
 
 
 class NonFiniteLossError(RuntimeError):
@@ -88,15 +100,13 @@ class LastCheckpoint(Callback):
         self.overrides: list[str] | None = None  # the run's command line, read at fit start
 
     def save(self, trainer: L.Trainer) -> Path | None:
-        """Atomically write last.ckpt into the ModelCheckpoint's folder."""
+        """Write last.ckpt (atomically: the trainer's AtomicCheckpointIO) into the
+        ModelCheckpoint's folder."""
         folder = checkpoint_dir(trainer)
         if folder is None:
             return None
         path = folder / "last.ckpt"
-        partial = folder / ".last.ckpt.partial"
-        trainer.save_checkpoint(partial, weights_only=False)  # with optimizer and loop state
-        if trainer.is_global_zero:
-            os.replace(partial, path)
+        trainer.save_checkpoint(path, weights_only=False)  # with optimizer and loop state
         self.last_write = time.monotonic()
         return path
 
@@ -134,8 +144,10 @@ class LastCheckpoint(Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        # While fitting, also during its validation passes (trainer.training is False then).
-        if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == TrainerFn.FITTING:
+        # Ctrl-C, or SIGTERM (kill, Docker, batch schedulers; Lightning raises SIGTERMException
+        # after the step in progress). While fitting, also during its validation passes.
+        stopped = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+        if stopped and trainer.state.fn == TrainerFn.FITTING:
             path = self.save(trainer)
             if path is not None:
                 print(

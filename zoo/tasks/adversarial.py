@@ -66,6 +66,7 @@ class Adversarial(Task):
         check_image(type(self), self.input_shape)
         check_positive("latent_dim", latent_dim)
         check_positive("d_steps", d_steps)
+        check_positive("fid_classifier_epochs", fid_classifier_epochs)  # -1 would train forever
         if not (isinstance(label_smoothing, (int, float)) and 0 <= label_smoothing < 1):
             raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.save_hyperparameters()

@@ -17,6 +17,7 @@ from torchmetrics import MeanMetric
 
 from zoo.checkpoints import CheckpointError, checkpoint_errors, read_checkpoint
 from zoo.lightning_private import is_compiled, logger_writes_this_step
+from zoo.validation import ConfigError
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 SCHEDULER_KEYS = ("interval", "monitor")  # Lightning's scheduler options, not the scheduler's
@@ -194,8 +195,51 @@ class Task(L.LightningModule):
             LOADING.reset(loading)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the task class, so `zoo.load` restores any checkpoint without being told."""
+        """Record the task class, so `zoo.load` restores any checkpoint without being told, and
+        the configured learning rates, so a resume can tell when they change."""
         checkpoint["zoo_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        checkpoint["zoo_lrs"] = self.configured_lrs()
+        checkpoint["zoo_optimizers"] = self.optimizer_classes()
+
+    def configured_lrs(self) -> list[float | None]:
+        return [config.get("lr") for config in self.optimizer_configs().values()]
+
+    def optimizer_classes(self) -> list[str]:
+        return [str(config.get("_target_")) for config in self.optimizer_configs().values()]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resume whose configured learning rate differs from the checkpoint's run (lower
+        after a NaN, say) applies it: each such optimizer's lr is scaled by new / old on
+        train start, once the optimizer state (which holds the old lr) is restored."""
+        saved_classes = checkpoint.get("zoo_optimizers", self.optimizer_classes())
+        if self.trainer_attached() and saved_classes != self.optimizer_classes():
+            raise CheckpointError(
+                f"cannot resume with optimizer {', '.join(self.optimizer_classes())}: the "
+                f"checkpoint's state is for {', '.join(saved_classes)}; resume with its optimizer"
+            )
+        saved = checkpoint.get("zoo_lrs") or []
+        self.lr_factors = [
+            new / old if old and new and new != old else None
+            for old, new in zip(saved, self.configured_lrs())
+        ]
+
+    def trainer_attached(self) -> bool:
+        """Whether a Trainer drives this task (a resume), not a bare load_from_checkpoint."""
+        return self._trainer is not None
+
+    def on_train_start(self) -> None:
+        factors = dict(zip(self.trainer.optimizers, getattr(self, "lr_factors", [])))
+        for optimizer, factor in factors.items():
+            if factor:
+                for group in optimizer.param_groups:
+                    group["lr"] *= factor
+                    if "initial_lr" in group:
+                        group["initial_lr"] *= factor
+        for config in self.trainer.lr_scheduler_configs:
+            factor = factors.get(config.scheduler.optimizer)
+            if factor and hasattr(config.scheduler, "base_lrs"):
+                config.scheduler.base_lrs = [lr * factor for lr in config.scheduler.base_lrs]
+        self.lr_factors = []
 
     # --- device set-up -------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -239,6 +283,15 @@ class Task(L.LightningModule):
         values.update(extra or {})
         if values:  # sync_dist: the means are synced already; this only keeps Lightning quiet
             self.log_dict(values, prog_bar=stage != "train", sync_dist=True)
+
+    def on_validation_end(self) -> None:
+        """After the sanity validation, before any training: a plateau scheduler's monitor must
+        be a metric this task logs (Lightning would only fail at the first epoch's end)."""
+        monitor = (self.scheduler_config or {}).get("monitor")
+        logged = self.trainer.callback_metrics
+        if self.trainer.sanity_checking and monitor and logged and monitor not in logged:
+            names = ", ".join(sorted(k for k in logged if "/" in k))
+            raise ConfigError(f"scheduler.monitor={monitor} is never logged; the task logs {names}")
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch("train")
