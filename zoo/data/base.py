@@ -122,6 +122,10 @@ class TensorDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits = self.load_splits()
+            for split, (inputs, _) in self.splits.items():
+                if len(inputs) == 0:
+                    option = "" if split == "train" else f"; raise data.{split}_fraction"
+                    raise ValueError(f"the {split} split is empty{option}")
             if self.augment and self.spec.inputs != "image":
                 raise ValueError(
                     f"data.augment works on images; this data gives {self.spec.describe()}"
