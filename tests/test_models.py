@@ -154,11 +154,7 @@ def test_checkpoint_round_trip_with_zoo_load_gives_identical_outputs(name, tmp_p
     trainer.save_checkpoint(path)
     restored = zoo.load(path)
     assert type(restored) is type(model)
-    x = (
-        torch.randn(4, model.latent_dim)
-        if name in ADVERSARIAL
-        else batch(ACCEPTS[name][0])[0][:4]
-    )
+    x = torch.randn(4, model.latent_dim) if name in ADVERSARIAL else batch(ACCEPTS[name][0])[0][:4]
     model.eval(), restored.eval()
     torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
     assert restored.hparams == model.hparams
