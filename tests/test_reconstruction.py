@@ -3,13 +3,9 @@ sampling and bad options."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import lightning as L
 import pytest
 import torch
-from conftest import REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.io import read_image
 
@@ -167,16 +163,3 @@ def test_sampling_a_plain_autoencoder_is_refused_in_one_line(make_config, tmp_pa
     assert sample.main([f"ckpt_path={last}", f"out={tmp_path}/x.png"]) == 2
     assert "not a GAN, a VAE or a language model" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
-
-
-def test_cli_bad_noise_is_one_error_line_and_exit_2(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "model=ae", "model.noise=1", "paths.log_dir=."],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "error: model.noise must be in [0, 1), got 1"
-    assert not list(tmp_path.rglob("*.ckpt"))
