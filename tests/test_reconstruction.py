@@ -13,6 +13,7 @@ import sample
 import zoo
 from zoo.data import DigitsDataModule
 from zoo.metrics.codes import kmeans_nmi, probe_accuracy
+from zoo.nets import AutoEncoder
 from zoo.nets.autoencoder import gaussian_kl
 from zoo.tasks import Reconstruction, VariationalReconstruction
 from zoo.training import ConfigError, build_run, train
@@ -31,6 +32,7 @@ CONV = {
 def test_images_round_trip_in_shape_through_a_code_of_latent_dim(name, pair, shape):
     options = {"latent_dim": 5, **(CONV if pair == "conv" else {})}
     model = zoo.create_model(name, shape, 10, **options).eval()
+    assert isinstance(model.net, AutoEncoder) and not isinstance(model.net, L.LightningModule)
     x = torch.randn(3, *shape)
     assert model(x).shape == x.shape
     assert model.code(x).shape == (3, 5)
