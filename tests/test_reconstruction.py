@@ -123,6 +123,7 @@ def test_a_negative_beta_and_beta_on_the_plain_ae_are_refused(make_config):
         build_run(make_config("model=ae", "+model.beta=1"))
 
 
+@pytest.mark.slow
 def test_the_vae_logs_its_loss_parts_pictures_scores_and_embedding_and_samples_a_png(
     make_config, tmp_path
 ):
@@ -156,6 +157,7 @@ def test_the_vae_logs_its_loss_parts_pictures_scores_and_embedding_and_samples_a
     assert image.shape[0] == 3 and image.shape[1] == image.shape[2] >= 4 * 8
 
 
+@pytest.mark.slow
 def test_sampling_a_plain_autoencoder_is_refused_in_one_line(make_config, tmp_path, capsys):
     config = make_config("model=ae", "trainer.max_epochs=1", "+trainer.limit_train_batches=2")
     assert {"test/loss", "test/nmi", "test/nmi_pixels", "test/probe_acc"} <= set(train(config))
