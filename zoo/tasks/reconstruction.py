@@ -203,11 +203,15 @@ class Reconstruction(Task):
         if datamodule is None:
             return None
         codes, labels, count = [], [], 0
-        for batch in datamodule.train_dataloader():
+        for index, batch in enumerate(datamodule.train_dataloader()):
+            batch = datamodule.on_before_batch_transfer(batch, index)  # as Lightning serves it
+            batch = datamodule.on_after_batch_transfer(
+                self.transfer_batch_to_device(batch, self.device, index), index
+            )
             x, y = images_and_labels(batch)
             if y is None or count >= PROBE_TRAIN:
                 break
-            codes.append(self.code(self.prepare_input(x.to(self.device))).cpu())
+            codes.append(self.code(self.prepare_input(x)).cpu())
             labels.append(y.cpu())
             count += len(y)
         return (torch.cat(codes), torch.cat(labels)) if codes else None
