@@ -45,7 +45,11 @@ class Run:
         val = [v for _, v in self.scalars.get(self.val_metric, [])]
         best = (max(val) if self.val_metric == "val/acc" else min(val)) if val else None
         test_tag = next(
-            (t for t in ("test/acc", "test/fid", "test/bpc", "test/loss") if t in self.scalars),
+            (
+                t
+                for t in ("test/acc", "test/fid", "test/bpc", "test/nmi", "test/loss")
+                if t in self.scalars
+            ),
             None,
         )
         stats = {
