@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 
 import pytest
 import yaml
@@ -78,7 +79,18 @@ def test_a_bad_value_is_one_line_or_trains(tmp_path, overrides):
         config = compose_config(tmp_path, [*overrides, *SHORT])
     except HydraException:
         return  # Hydra refused the override itself, in one line
+    signal.alarm(LIMIT_SECONDS)  # a value that makes training run on and on is a failure too
     try:
         train(config)
     except (ConfigError, CheckpointError, DoesNotFitError) as error:
         assert "\n" not in str(error), error
+    finally:
+        signal.alarm(0)
+
+
+def too_long(*_: object) -> None:
+    raise TimeoutError(f"still training after {LIMIT_SECONDS} s (2 steps were asked for)")
+
+
+LIMIT_SECONDS = 180
+signal.signal(signal.SIGALRM, too_long)
