@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import types
 import typing
 from collections.abc import Sequence
@@ -122,6 +123,8 @@ def judge(value: Any, hint: Any) -> Any:
         return isinstance(value, str)
     if hint is type(None):
         return value is None
+    if isinstance(hint, type) and issubclass(hint, os.PathLike):  # a path, in a config a string
+        return isinstance(value, str)
     if origin is typing.Literal:
         return value in args
     if origin in (typing.Union, types.UnionType):
@@ -149,6 +152,8 @@ def describe(hint: Any) -> str:
         return {int: "an integer", float: "a number", str: "a string"}[hint]
     if hint is type(None):
         return "null"
+    if isinstance(hint, type) and issubclass(hint, os.PathLike):
+        return "a path"
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
