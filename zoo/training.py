@@ -108,9 +108,17 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
         )
     logger = build(config.logger) if config.get("logger") else False
     callbacks = [build(c) for c in (config.get("callbacks") or {}).values() if c]
-    trainer = build(config.trainer, logger=logger, callbacks=callbacks)
+    trainer = build(config.trainer, logger=logger, callbacks=callbacks, **ddp_options(model, config))
     drop_nvml_check_without_gpu(trainer)
     return datamodule, model, trainer
+
+
+def ddp_options(model: Task, config: DictConfig) -> dict[str, str]:
+    """`strategy=ddp` for a task with several backward passes per step (GANs): DDP must find
+    the parameters each pass leaves unused (docs/ARCHITECTURE.md, "Several processes")."""
+    if config.trainer.get("strategy") == "ddp" and model.ddp_finds_unused_parameters:
+        return {"strategy": "ddp_find_unused_parameters_true"}
+    return {}
 
 
 def serve_what_the_model_takes(datamodule: L.LightningDataModule, model: DictConfig) -> None:

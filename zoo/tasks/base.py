@@ -90,6 +90,8 @@ class Task(L.LightningModule):
     monitor: ClassVar[str] = "val/loss"
     train_values: ClassVar[tuple[str, ...]] = ("loss",)  # logged as train/<name>_step, _epoch
     eval_values: ClassVar[tuple[str, ...]] = ("loss",)  # val/<name>, test/<name>
+    # Under DDP: whether a training step has backward passes that leave parameters unused.
+    ddp_finds_unused_parameters: ClassVar[bool] = False
 
     def __init__(
         self,
