@@ -73,7 +73,7 @@ def main(out: Path, models: list[str]) -> None:
             config = compose_config(out / model, overrides_for(model, out))
             config.paths.log_dir = str(out / "logs")
             metrics = train(config)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - recorded, then this process ends
             (out / f"{model}.rank{rank}.error").write_text(traceback.format_exc())
             sys.stderr.write(traceback.format_exc())
             sys.stderr.flush()

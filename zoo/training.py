@@ -108,7 +108,9 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
         )
     logger = build(config.logger) if config.get("logger") else False
     callbacks = [build(c) for c in (config.get("callbacks") or {}).values() if c]
-    trainer = build(config.trainer, logger=logger, callbacks=callbacks, **ddp_options(model, config))
+    trainer = build(
+        config.trainer, logger=logger, callbacks=callbacks, **ddp_options(model, config)
+    )
     drop_nvml_check_without_gpu(trainer)
     return datamodule, model, trainer
 

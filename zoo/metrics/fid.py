@@ -71,9 +71,7 @@ def fingerprint(batches: Iterable) -> tuple[str, int, Tensor, Tensor]:
     return hashlib.sha1(text.encode()).hexdigest()[:12], count, low, high
 
 
-def train_classifier(
-    batches: Iterable, spec: object, epochs: int, device: torch.device
-) -> ConvNet:
+def train_classifier(batches: Iterable, spec: object, epochs: int, device: torch.device) -> ConvNet:
     """Fit a ConvNet on `batches` (inputs, labels) with a plain Adam loop on `device`, in float32.
 
     No Trainer of its own: a nested Trainer would pick its own device (and set the current CUDA
