@@ -51,9 +51,29 @@ class ReplicasAgree(Callback):
             raise AssertionError(f"replicas differ after DDP training: {gathered.tolist()}")
 
 
+class PoisonInput(Callback):
+    """A NaN batch in process 1 only, on its second and last step: only the guard's reduction
+    over processes can make process 0, whose losses stay finite, stop too."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_rank == 1 and batch_idx == 1:
+            batch[0].fill_(float("nan"))
+
+
+POISONED = "nan-in-one-process"  # not a model: mlp with PoisonInput; both processes must stop
+
+
 def overrides_for(model: str, out: Path) -> list[str]:
     """The train.py overrides of a tiny DDP run of `model` on data it takes."""
     from zoo.registry import accepted_inputs, model_config
+
+    if model == POISONED:
+        poisoned = [
+            "+callbacks.poison._target_=ddp_group.PoisonInput",
+            "trainer.log_every_n_steps=50",
+        ]
+        tiny = [o.replace("limit_train_batches=3", "limit_train_batches=2") for o in TINY_RUN]
+        return ["model=mlp", *DATA_FOR_INPUT["image"], *tiny, *poisoned]
 
     accepts = accepted_inputs(model_config(model)) or ("image",)
     data = next(DATA_FOR_INPUT[kind] for kind in ("image", "tokens", "tree") if kind in accepts)
@@ -64,6 +84,7 @@ def overrides_for(model: str, out: Path) -> list[str]:
 
 def main(out: Path, models: list[str]) -> None:
     from tests.conftest import compose_config
+    from zoo.callbacks import NonFiniteLossError
     from zoo.training import train
 
     torch.set_num_threads(1)
@@ -73,6 +94,8 @@ def main(out: Path, models: list[str]) -> None:
             config = compose_config(out / model, overrides_for(model, out))
             config.paths.log_dir = str(out / "logs")
             metrics = train(config)
+        except NonFiniteLossError as error:
+            metrics = {"stopped": str(error)}
         except BaseException:  # noqa: BLE001 - recorded, then this process ends
             (out / f"{model}.rank{rank}.error").write_text(traceback.format_exc())
             sys.stderr.write(traceback.format_exc())

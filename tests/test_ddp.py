@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ddp_group import POISONED
 
 from zoo.registry import list_models
 
@@ -62,8 +63,13 @@ def run_group(out: Path, models: list[str], timeout: float = 600) -> list[str]:
 
 @pytest.mark.slow
 def test_every_model_trains_under_two_process_cpu_ddp(tmp_path):
+    """Each model yaml: a few batches, identical parameters in both processes afterwards, test
+    metrics; then a NaN in one process stops both with the guard's line (no hang)."""
     models = list_models()
-    errors = run_group(tmp_path, models)
+    errors = run_group(tmp_path, [*models, POISONED])
+    stopped = [json.loads((tmp_path / f"{POISONED}.rank{r}.json").read_text()) for r in (0, 1)]
+    assert "not finite in another process" in stopped[0]["stopped"], stopped
+    assert "training loss became nan" in stopped[1]["stopped"], stopped
     for model in models:
         failed = [(tmp_path / f"{model}.rank{r}.error") for r in range(2)]
         assert not any(f.exists() for f in failed), next(
