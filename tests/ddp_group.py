@@ -40,11 +40,15 @@ TINY_RUN = [
 
 
 class ReplicasAgree(Callback):
-    """After fit, every rank's parameters must be the same (gradients were reduced). Buffers
-    may differ: batch-norm statistics of the last step are local until the next forward."""
+    """After fit, every rank's parameters must be the same (gradients were reduced), and so must
+    a GAN's FID classifier (one for all). Other buffers may differ: batch-norm statistics of the
+    last step are local until the next forward."""
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        flat = torch.cat([p.detach().double().flatten() for p in pl_module.parameters()])
+        tensors = list(pl_module.parameters())
+        for metric in getattr(pl_module, "scores", {}).values():  # a GAN's FID classifier
+            tensors += list(metric.inception.state_dict().values())
+        flat = torch.cat([t.detach().double().flatten() for t in tensors])
         checksum = torch.stack([flat.sum(), (flat * torch.arange(len(flat)).sin()).sum()])
         gathered = trainer.strategy.all_gather(checksum)
         if not torch.allclose(gathered[0], gathered[1], rtol=1e-9, atol=1e-9):
