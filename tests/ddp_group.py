@@ -67,9 +67,17 @@ class PoisonInput(Callback):
 POISONED = "nan-in-one-process"  # not a model: mlp with PoisonInput; both processes must stop
 
 
+def data_for(model: str) -> list[str]:
+    """The overrides of the tiny data `model` trains on here: images if it takes them."""
+    from zoo.registry import accepted_inputs, model_config
+
+    accepts = accepted_inputs(model_config(model)) or ("image",)
+    return next(DATA_FOR_INPUT[kind] for kind in ("image", "tokens", "tree") if kind in accepts)
+
+
 def overrides_for(model: str, out: Path) -> list[str]:
     """The train.py overrides of a tiny DDP run of `model` on data it takes."""
-    from zoo.registry import accepted_inputs, model_config
+    from zoo.registry import model_config
 
     if model == POISONED:
         poisoned = [
@@ -79,8 +87,7 @@ def overrides_for(model: str, out: Path) -> list[str]:
         tiny = [o.replace("limit_train_batches=3", "limit_train_batches=2") for o in TINY_RUN]
         return ["model=mlp", *DATA_FOR_INPUT["image"], *tiny, *poisoned]
 
-    accepts = accepted_inputs(model_config(model)) or ("image",)
-    data = next(DATA_FOR_INPUT[kind] for kind in ("image", "tokens", "tree") if kind in accepts)
+    data = data_for(model)
     extra = ["model.fid_classifier_epochs=1"] if "fid_cache_dir" in model_config(model) else []
     extra += [f"model.fid_cache_dir={out / 'fid'}"] if extra else []
     return [f"model={model}", *data, *TINY_RUN, *extra]

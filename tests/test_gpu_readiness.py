@@ -10,24 +10,20 @@ import lightning as L
 import pytest
 import torch
 from conftest import compose_config
-from ddp_group import DATA_FOR_INPUT
+from ddp_group import data_for
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 import zoo
+from zoo.callbacks import LastCheckpoint
 from zoo.lightning_private import logger_writes_this_step
 from zoo.metrics import fid
-from zoo.registry import accepted_inputs, model_config
+from zoo.registry import model_config
 from zoo.training import build_run
 
 ZOO = str(Path(zoo.__file__).resolve().parent)
 CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
-
-
-def data_for(model: str) -> list[str]:
-    """The data overrides a tiny run of `model` uses (tests/ddp_group.py's choice)."""
-    accepts = accepted_inputs(model_config(model)) or ("image",)
-    return next(DATA_FOR_INPUT[kind] for kind in ("image", "tokens", "tree") if kind in accepts)
 
 
 def tiny_run(tmp_path: Path, model: str, *overrides: str):
@@ -42,7 +38,6 @@ def tiny_run(tmp_path: Path, model: str, *overrides: str):
                 *fast_fid,
                 "trainer=cpu",
                 "trainer.max_epochs=1",
-                "logger=tensorboard",
                 "~callbacks.model_checkpoint",
                 "~callbacks.last_checkpoint",
                 *overrides,
@@ -229,3 +224,16 @@ def test_no_host_sync_from_zoo_code_in_steady_state_steps(tmp_path, model, monke
     trainer.callbacks.append(audit)
     trainer.fit(task, datamodule=datamodule)
     assert audit.steps >= 15 and not audit.found, audit.found
+
+
+def test_ctrl_c_under_ddp_saves_nothing_since_saving_is_a_collective(capsys):
+    callback = LastCheckpoint()
+    callback.save = lambda trainer: pytest.fail("saved from the interrupt under DDP")
+    trainer = SimpleNamespace(
+        state=SimpleNamespace(fn=TrainerFn.FITTING),
+        world_size=2,
+        is_global_zero=True,
+        global_step=7,
+    )
+    callback.on_exception(trainer, None, KeyboardInterrupt())
+    assert "interrupted at step 7: not saved (DDP)" in capsys.readouterr().out
