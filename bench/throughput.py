@@ -47,6 +47,7 @@ from zoo.data.text import RandomWindows, TextDataModule, windows
 from zoo.nets.autoencoder import gaussian_kl, reparameterise
 from zoo.registry import CONFIG_DIR, accepted_inputs, build_model
 from zoo.tasks import Adversarial, Reconstruction
+from zoo.tasks.base import uses_channels_last
 from zoo.training import build_run
 
 FID_CACHE = tempfile.mkdtemp(prefix="zoo-bench-fid-")
@@ -188,7 +189,7 @@ def run_raw(
     torch.backends.cudnn.benchmark = bool(config.trainer.get("benchmark"))
     task.to(target)  # the plain networks (and a GAN's data range) on the device
     networks = task.networks()
-    channels_last = device == "cuda" and any(isinstance(m, nn.Conv2d) for m in task.modules())
+    channels_last = uses_channels_last(task, torch.device(device))
     if channels_last:
         task.to(memory_format=torch.channels_last)
     if config.model.get("compile"):

@@ -15,6 +15,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from zoo.checkpoints import checkpoint_dir, hydra_overrides, resume_command
+from zoo.lightning_private import logger_writes_this_step
 from zoo.validation import ConfigError
 
 
@@ -44,12 +45,35 @@ class NonFiniteLossError(RuntimeError):
 
 
 class FiniteLossGuard(Callback):
-    """Stop with one clear line when the loss is NaN/inf, before it reaches the weights."""
+    """Stop with one clear line when the loss is NaN/inf, before a checkpoint keeps its weights.
+
+    Each backward only updates an on-device flag (no host sync per step). The flag is read, and
+    reduced over DDP processes so that all of them stop together, on the steps the logger writes,
+    at epoch ends and before any checkpoint is written.
+    """
+
+    def __init__(self) -> None:
+        self.nonfinite: Tensor | None = None  # any loss since the last check not finite
+        self.first: Tensor | None = None  # the first such loss
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
     ) -> None:
-        if torch.isfinite(loss).all():
+        loss = loss.detach().float().mean()
+        bad = ~torch.isfinite(loss)
+        if self.nonfinite is None:
+            self.nonfinite, self.first = bad, loss
+        else:
+            self.first = torch.where(self.nonfinite, self.first, loss)
+            self.nonfinite = self.nonfinite | bad
+
+    def check(self, trainer: L.Trainer) -> None:
+        """Raise NonFiniteLossError in every process if a loss in any process was not finite."""
+        if self.nonfinite is None:
+            return
+        anywhere = trainer.strategy.reduce(self.nonfinite.float(), reduce_op="sum")
+        if not anywhere:  # one host sync, on a logging step
+            self.nonfinite = None
             return
         lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
         lr = ", ".join(f"{value:g}" for value in lrs) or "?"
@@ -59,11 +83,24 @@ class FiniteLossGuard(Callback):
             if folder and (folder / "last.ckpt").exists()
             else ""
         )
+        value = self.first.item() if self.nonfinite else "not finite in another process"
         raise NonFiniteLossError(
-            f"training loss became {loss.detach().float().mean().item()} at step "
-            f"{trainer.global_step} (epoch {trainer.current_epoch}); probable cause: learning rate "
-            f"too high (lr={lr}) or bad input values; training stopped{kept}"
+            f"training loss became {value} at step {trainer.global_step} or shortly before "
+            f"(epoch {trainer.current_epoch}); probable cause: learning rate too high (lr={lr}) "
+            f"or bad input values; training stopped{kept}"
         )
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if logger_writes_this_step(trainer):
+            self.check(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
+    ) -> None:
+        self.check(trainer)
 
 
 class LastCheckpoint(Callback):
@@ -148,6 +185,13 @@ class LastCheckpoint(Callback):
         # after the step in progress). While fitting, also during its validation passes.
         stopped = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
         if stopped and trainer.state.fn == TrainerFn.FITTING:
+            if trainer.world_size > 1:  # saving is a collective; other processes may be anywhere
+                if trainer.is_global_zero:
+                    print(
+                        f"interrupted at step {trainer.global_step}: not saved (DDP); resume "
+                        "from the last checkpoint written during training (ckpt_path=last)"
+                    )
+                return
             path = self.save(trainer)
             if path is not None:
                 print(

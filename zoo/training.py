@@ -98,7 +98,11 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
     logger = build(config.logger) if config.get("logger") else False
     callbacks = [build(c) for c in (config.get("callbacks") or {}).values() if c]
     trainer = build(
-        config.trainer, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+        config.trainer,
+        logger=logger,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        **ddp_options(model, config),
     )
     drop_nvml_check_without_gpu(trainer)
     if trainer.strategy.root_device.type == "cpu":
@@ -114,6 +118,14 @@ def cpu_threads(threads: int | str, trainer: L.Trainer) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     processes = max(1, getattr(trainer, "num_devices", 1))
     return max(1, min(4, (cores or 1) // 2 // processes))
+
+
+def ddp_options(model: Task, config: DictConfig) -> dict[str, str]:
+    """`strategy=ddp` for a task with several backward passes per step (GANs): DDP must find
+    the parameters each pass leaves unused (docs/ARCHITECTURE.md, "Several processes")."""
+    if config.trainer.get("strategy") == "ddp" and model.ddp_finds_unused_parameters:
+        return {"strategy": "ddp_find_unused_parameters_true"}
+    return {}
 
 
 def serve_what_the_model_takes(datamodule: L.LightningDataModule, model: DictConfig) -> None:

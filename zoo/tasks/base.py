@@ -103,6 +103,13 @@ def check_optimizer(optimizer: dict[str, Any]) -> None:
         raise ValueError(f"invalid optimizer {optimizer.get('_target_')}: {cause}") from None
 
 
+def uses_channels_last(module: nn.Module, device: torch.device) -> bool:
+    """Whether `module` trains in channels-last memory on `device`: on CUDA, when it has
+    convolutions (transposed ones too: a DCGAN generator alone)."""
+    convolutions = (nn.Conv2d, nn.ConvTranspose2d)
+    return device.type == "cuda" and any(isinstance(m, convolutions) for m in module.modules())
+
+
 class EpochMeans(nn.ModuleDict):
     """Batch-weighted means of named per-step values over one epoch (torchmetrics: DDP-synced)."""
 
@@ -137,6 +144,8 @@ class Task(L.LightningModule):
     monitor: ClassVar[str] = "val/loss"
     train_values: ClassVar[tuple[str, ...]] = ("loss",)  # logged as train/<name>_step, _epoch
     eval_values: ClassVar[tuple[str, ...]] = ("loss",)  # val/<name>, test/<name>
+    # Under DDP: whether a training step has backward passes that leave parameters unused.
+    ddp_finds_unused_parameters: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -228,6 +237,12 @@ class Task(L.LightningModule):
         return self._trainer is not None
 
     def on_train_start(self) -> None:
+        self.compile_in_place()
+        self.apply_new_learning_rates()
+
+    def apply_new_learning_rates(self) -> None:
+        """Scale each optimizer whose configured lr changed since the checkpoint (and its
+        schedule) by new / old, now that the restored optimizer state holds the old one."""
         factors = dict(zip(self.trainer.optimizers, getattr(self, "lr_factors", [])))
         for optimizer, factor in factors.items():
             if factor:
@@ -243,13 +258,18 @@ class Task(L.LightningModule):
 
     # --- device set-up -------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """On CUDA, channels-last memory for convolutional nets; `compile=True`: torch.compile
-        each network in place (parameter names and checkpoints stay as they are)."""
-        on_cuda = self.trainer.strategy.root_device.type == "cuda"
-        uses_conv = any(isinstance(m, nn.Conv2d) for m in self.modules())
-        if on_cuda and uses_conv and not self.channels_last:
+        """On CUDA, channels-last memory for convolutional nets (`uses_channels_last`). With
+        `compile=True`, each network is compiled in place (parameter names and checkpoints stay
+        as they are): at train start when fitting, after the model summary's forward pass, which
+        would otherwise compile a graph of its own; here for other stages."""
+        if not self.channels_last and uses_channels_last(self, self.trainer.strategy.root_device):
             self.channels_last = True
             self.to(memory_format=torch.channels_last)
+        if stage != "fit":
+            self.compile_in_place()
+
+    def compile_in_place(self) -> None:
+        """`compile=True`: torch.compile each network in place (once)."""
         if self.compile_networks:
             for net in self.networks().values():
                 if not is_compiled(net):
