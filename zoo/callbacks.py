@@ -104,14 +104,14 @@ class FiniteLossGuard(Callback):
 
 
 class LastCheckpoint(Callback):
-    """Write checkpoints/last.ckpt during epochs and on Ctrl-C.
+    """Write checkpoints/last.ckpt during epochs and on Ctrl-C or SIGTERM.
 
     Lightning's ModelCheckpoint writes last.ckpt at epoch ends; this one lets a run killed
     mid-epoch resume close to where it stopped: after `every_n_seconds` of training (the clock is
     read every CLOCK_STEPS steps, rank 0's reading decides for all processes) and/or every
     `every_n_train_steps` steps. Time, not steps, by default: a write costs as much as many small
-    steps (bench/RESULTS.md). Writes go to a temporary file first, so a kill during a write never
-    leaves a truncated last.ckpt.
+    steps (bench/RESULTS.md). Writes are atomic (the trainer's AtomicCheckpointIO), so a kill
+    during a write never leaves a truncated last.ckpt.
     """
 
     CLOCK_STEPS = 20
