@@ -9,7 +9,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 # A sweep's run folder for a model/data pair that cannot work holds this file, with the reason.
-NOT_APPLICABLE = "not_applicable.txt"
+NOT_APPLICABLE = "not_applicable.txt"  # a sweep point whose model and data cannot meet
+FAILED = "failed.txt"  # a sweep point refused with a bad value (zoo.runs.refuse)
 COLUMNS = (
     "run",
     "model",
@@ -171,6 +172,8 @@ def compare(roots: list[Path], plot_path: Path) -> int:
         print(f"skipped {folder}: {reason}")
     for record in sorted(p for root in roots for p in root.rglob(NOT_APPLICABLE)):
         print(f"not applicable {record.parent}: {record.read_text().strip()}")
+    for record in sorted(p for root in roots for p in root.rglob(FAILED)):
+        print(f"failed {record.parent}: {record.read_text().strip()}")
     if not runs:
         print(f"error: no finished runs under {', '.join(map(str, roots))}")
         return 1
