@@ -84,6 +84,9 @@ class TensorDataModule(L.LightningDataModule):
 
     name = "tensors"
     kind = "classification"  # or "regression"
+    # Image data: {"mean": [...], "std": [...]} per channel, applied to pixels scaled to [0, 1];
+    # tasks record it in their checkpoints, so predict.py prepares images the same way.
+    image_normalisation: dict[str, list[float]] | None = None
 
     def __init__(
         self,

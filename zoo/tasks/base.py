@@ -108,6 +108,8 @@ class Task(L.LightningModule):
         self.compile_networks = compile  # nn.Module.compile is a method: keep that name free
         self.channels_last = False  # set in `setup` for convolutional nets on CUDA
         self.references: dict[str, float] = {}  # reference points the data offers for the scores
+        # How the data normalised images (its `image_normalisation`), kept in checkpoints.
+        self.image_normalisation: dict[str, list[float]] | None = None
         self.train_means = EpochMeans(list(self.train_values))
         self.val_means, self.test_means = (EpochMeans(list(self.eval_values)) for _ in range(2))
 
@@ -142,6 +144,17 @@ class Task(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the task class, so `zoo.load` restores any checkpoint without being told."""
         checkpoint["zoo_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        try:
+            datamodule = self.trainer.datamodule
+        except RuntimeError:  # a checkpoint saved without attaching this task to the trainer
+            datamodule = None
+        normalisation = getattr(datamodule, "image_normalisation", self.image_normalisation)
+        if normalisation is not None:
+            checkpoint["zoo_image_normalisation"] = normalisation
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The data's image normalisation, where the checkpoint records it (for predict.py)."""
+        self.image_normalisation = checkpoint.get("zoo_image_normalisation")
 
     # --- device set-up -------------------------------------------------------------------
     def setup(self, stage: str) -> None:
