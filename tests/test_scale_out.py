@@ -134,3 +134,75 @@ def test_two_nodes_train_one_model_with_ddp(tmp_path):
     steps = math.ceil(len(data.splits["train"][0]) // 2 / data.batch_size)
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == steps
+
+
+def test_the_slurm_launcher_config_writes_the_batch_script_a_cluster_needs(tmp_path, monkeypatch):
+    """hydra/launcher=slurm through the plugin's own launch, up to the sbatch script it would
+    submit (captured here instead of submitted)."""
+    import submitit
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from zoo.registry import CONFIG_DIR
+
+    overrides = ["hydra/launcher=slurm", "trainer.num_nodes=2", "hydra.launcher.gpus_per_node=4"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        config = compose("config", overrides, return_hydra_config=True)
+    config.hydra.sweep.dir = str(tmp_path / "sweep")
+    scripts = []
+
+    def capture(executor, *args):
+        scripts.append(executor._executor._make_submission_file_text("python train.py", "0"))
+        return []
+
+    monkeypatch.setattr(submitit.AutoExecutor, "map_array", capture)
+    (tmp_path / "srun").write_text("#!/bin/sh\n")  # submitit checks that it is on a cluster
+    (tmp_path / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    launcher = instantiate(config.hydra.launcher)
+    launcher.setup(hydra_context=None, task_function=None, config=config)
+    launcher.launch([["model=mlp"], ["model=cnn"]], initial_job_idx=0)
+    (script,) = scripts
+    for line in ["nodes=2", "gpus-per-node=4", "ntasks-per-node=4", "partition=gpu", "mem=32GB"]:
+        assert f"#SBATCH --{line}\n" in script
+    assert "#SBATCH --signal=USR1@120\n" in script  # the signal Lightning's requeue listens to
+    assert script.count("--signal") == 1
+
+
+@pytest.mark.slow
+def test_slurm_preemption_saves_requeues_and_the_requeued_job_resumes(tmp_path):
+    """Lightning's SLURMEnvironment (auto_requeue) as SLURM drives it: SIGUSR1 before the end;
+    `scontrol` (a stand-in that records the call and then kills the job, as SLURM would)."""
+    bin_dir, run_dir, calls = tmp_path / "bin", tmp_path / "run", tmp_path / "scontrol_calls"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\nkill -9 $PPID\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {
+        "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "zoo", "SLURM_NTASKS": "1",
+        "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0", "SLURM_NODELIST": "127.0.0.1",
+    }  # fmt: skip
+    env = {**os.environ, **slurm, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    command = [
+        sys.executable, str(REPO / "train.py"), "model=mlp", "trainer.max_epochs=2",
+        "trainer.accelerator=cpu", f"hydra.run.dir={run_dir}", *QUIET,
+        "+callbacks.preempt._target_=preemption.SignalAtStep", "+callbacks.preempt.step=5",
+    ]  # fmt: skip
+    env["PYTHONPATH"] = f"{REPO}:{REPO / 'tests'}"
+    first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+    assert calls.read_text().split() == ["requeue", "4242"]
+    (hpc,) = run_dir.glob("hpc_ckpt_*.ckpt")
+    assert torch.load(hpc, weights_only=True)["global_step"] == 5
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"Restored all states from the checkpoint at {hpc}" in second.stdout + second.stderr
+    steps_per_epoch = math.ceil(len(train_split()) / 64)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 2 * steps_per_epoch and last["epoch"] == 1
+
+
+def train_split() -> torch.Tensor:
+    data = DigitsDataModule()
+    data.setup()
+    return data.splits["train"][0]

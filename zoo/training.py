@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
 from zoo.checkpoints import checkpoint_dir, resolve_ckpt_path
+from zoo.cluster import slurm_requeued
 from zoo.compare import NOT_APPLICABLE
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import DoesNotFitError, accepted_inputs, build_model
@@ -204,7 +205,7 @@ def train(config: DictConfig) -> dict[str, float]:
             return {}
         raise ConfigError(str(error)) from None
     ckpt_path = resolve_ckpt_path(config.get("ckpt_path"), config.paths.output_dir, model)
-    check_fresh_folder(trainer, resuming=ckpt_path is not None)
+    check_fresh_folder(trainer, resuming=ckpt_path is not None or slurm_requeued(trainer))
     start = time.perf_counter()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
