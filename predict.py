@@ -6,6 +6,7 @@ python predict.py ckpt_path=best.ckpt inputs=x.npy out=preds.csv   (N, *input sh
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ OPTIONS = {"ckpt_path", "inputs", "out", "top_k", "batch_size"}
 
 
 def main(argv: list[str]) -> int:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU banner
     arguments = OmegaConf.to_container(OmegaConf.from_cli(argv))
     if not {"ckpt_path", "inputs"} <= set(arguments):
         print(USAGE, file=sys.stderr)

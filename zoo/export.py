@@ -36,6 +36,11 @@ def example_input(model: Task, batch: int = 2) -> Tensor:
     return torch.randn(batch, *model.input_shape, generator=generator)
 
 
+def too_large_for_one_file(model: Task) -> bool:
+    """Whether ONNX must keep the weights in a file of their own (protobuf's 2 GiB limit)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters()) > 2**31 - 2**27
+
+
 def export(model: Task, format: str, out: str | Path) -> Path:
     """Write `model` (in eval mode) to `out` as `format` (see FORMATS), batch size dynamic."""
     if format not in FORMATS:
@@ -54,7 +59,11 @@ def export(model: Task, format: str, out: str | Path) -> Path:
             program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
             if format == "onnx":
                 torch.onnx.export(
-                    program, input_names=["input"], output_names=["output"], f=destination
+                    program,
+                    f=destination,
+                    input_names=["input"],
+                    output_names=["output"],
+                    external_data=too_large_for_one_file(model),
                 )
             elif format == "torchscript":  # traced from the exported graph: no Lightning inside
                 with warnings.catch_warnings():  # torch deprecates TorchScript; still asked for
