@@ -38,7 +38,7 @@ def test_onnx_matches_pytorch_at_another_batch_size(name, inputs, tmp_path):
     path = export(model, "onnx", tmp_path / "model.onnx")
     graph = onnx.load(str(path)).graph
     batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
-    assert batch_dim.dim_param and not batch_dim.dim_value  # a named, dynamic batch dimension
+    assert batch_dim.dim_param == "batch" and not batch_dim.dim_value  # dynamic, named
     x = example_input(model, batch=5)
     actual = run_exported(path, "onnx", x)
     with torch.no_grad():

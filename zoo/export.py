@@ -50,28 +50,31 @@ def export(model: Task, format: str, out: str | Path) -> Path:
         raise ValueError(f"format=exported writes a .pt2 file (torch.export.save); got out={out}")
     model = model.eval().cpu()
     x = example_input(model)
-    batch = torch.export.Dim("batch", min=1)
+    dynamic = ({0: torch.export.Dim("batch", min=1)},)
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
-        # torch.export first (the batch dimension symbolic), then each format from its graph.
         # The ONNX exporter reports its progress on stdout; the CLI prints its own summary.
         with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
-            program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
-            if format == "onnx":
+            if format == "onnx":  # torch.onnx's torch.export-based exporter
                 torch.onnx.export(
-                    program,
-                    f=destination,
+                    model,
+                    (x,),
+                    destination,
+                    dynamo=True,
                     input_names=["input"],
                     output_names=["output"],
+                    dynamic_shapes=dynamic,
                     external_data=too_large_for_one_file(model),
                 )
-            elif format == "torchscript":  # traced from the exported graph: no Lightning inside
-                with warnings.catch_warnings():  # torch deprecates TorchScript; still asked for
-                    warnings.simplefilter("ignore", FutureWarning)
-                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                    torch.jit.save(torch.jit.trace(program.module(), x), destination)
             else:
-                torch.export.save(program, destination)
+                program = torch.export.export(model, (x,), dynamic_shapes=dynamic)
+                if format == "torchscript":  # traced from the exported graph: no Lightning in it
+                    with warnings.catch_warnings():  # torch deprecates TorchScript; still asked
+                        warnings.simplefilter("ignore", FutureWarning)
+                        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                        torch.jit.save(torch.jit.trace(program.module(), x), destination)
+                else:
+                    torch.export.save(program, destination)
     except Exception as error:  # noqa: BLE001 - the exporters raise many kinds; report one line
         reason = next((line for line in str(error).splitlines() if line.strip()), repr(error))
         raise ValueError(f"could not export {model.name} as {format}: {reason}") from None
