@@ -86,3 +86,11 @@ def test_exported_format_needs_a_pt2_file(tmp_path, capsys):
     assert export_cli.main([f"ckpt_path={ckpt}", "format=exported", f"out={tmp_path}/m.pt"]) == 2
     assert "writes a .pt2 file" in capsys.readouterr().err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_network_torch_export_cannot_trace_is_one_line(tmp_path, capsys):
+    ckpt = checkpoint("treelstm", "tree", tmp_path)  # data-dependent control flow over trees
+    assert export_cli.main([f"ckpt_path={ckpt}", "format=onnx", f"out={tmp_path}/t.onnx"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: could not export TreeLSTM as onnx: ")
+    assert error.count("\n") == 1 and "\x1b" not in error

@@ -121,3 +121,36 @@ def test_a_gan_checkpoint_is_refused_in_one_line(tmp_path, capsys):
     ckpt = checkpoint("gan", "image", tmp_path)
     assert predict_cli.main([f"ckpt_path={ckpt}", f"inputs={tmp_path}"]) == 2
     assert "not a classifier or regressor" in capsys.readouterr().err
+
+
+def test_a_regressor_predicts_its_values_and_old_checkpoints_still_work(tmp_path, capsys):
+    from test_models import quiet_trainer
+
+    from zoo.data import DataSpec
+    from zoo.registry import build_model, model_config
+
+    model = build_model(model_config("mlp"), DataSpec((1, 4, 4), 2, "regression"))
+    trainer = quiet_trainer(max_epochs=0)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "old.ckpt")  # no data module: no recorded normalisation
+    x = torch.randn(3, 1, 4, 4)
+    np.save(tmp_path / "x.npy", x.numpy())
+    out = tmp_path / "preds.csv"
+    assert (
+        predict_cli.main(
+            [f"ckpt_path={tmp_path / 'old.ckpt'}", f"inputs={tmp_path / 'x.npy'}", f"out={out}"]
+        )
+        == 0
+    )
+    with torch.no_grad():
+        expected = model.eval()(x)
+    values = [[float(v) for v in row["prediction"].split()] for row in read_csv(out)]
+    torch.testing.assert_close(torch.tensor(values), expected, rtol=1e-5, atol=1e-5)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("L", (4, 4), color=255).save(folder / "white.png")
+    assert (
+        predict_cli.main([f"ckpt_path={tmp_path / 'old.ckpt'}", f"inputs={folder}", f"out={out}"])
+        == 0
+    )
+    assert "records no image normalisation" in capsys.readouterr().err

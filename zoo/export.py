@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -76,7 +77,9 @@ def export(model: Task, format: str, out: str | Path) -> Path:
                 else:
                     torch.export.save(program, destination)
     except Exception as error:  # noqa: BLE001 - the exporters raise many kinds; report one line
-        reason = next((line for line in str(error).splitlines() if line.strip()), repr(error))
+        cause = error.__cause__ or error  # torch.onnx wraps torch.export's own error
+        reason = next((line for line in str(cause).splitlines() if line.strip()), repr(cause))
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", reason)  # no terminal colours in the line
         raise ValueError(f"could not export {model.name} as {format}: {reason}") from None
     return destination
 
