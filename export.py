@@ -7,6 +7,7 @@ python export.py ckpt_path=best.ckpt format=exported out=model.pt2   (torch.expo
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ OPTIONS = {"ckpt_path", "format", "out"}
 
 
 def main(argv: list[str]) -> int:
+    logging.getLogger("torch").setLevel(logging.ERROR)  # the exporters' warnings: ours say it
     arguments = OmegaConf.to_container(OmegaConf.from_cli(argv))
     if "ckpt_path" not in arguments:
         print(USAGE, file=sys.stderr)

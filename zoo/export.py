@@ -54,8 +54,10 @@ def export(model: Task, format: str, out: str | Path) -> Path:
     dynamic = ({0: torch.export.Dim("batch", min=1)},)
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
-        # The ONNX exporter reports its progress on stdout; the CLI prints its own summary.
-        with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        # The exporters report progress and failed graphs on stdout and stderr; the caller gets
+        # one line (the ValueError below) and the CLI its own summary.
+        quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+        with quiet[0], quiet[1], torch.no_grad():
             if format == "onnx":  # torch.onnx's torch.export-based exporter
                 torch.onnx.export(
                     model,
