@@ -1,6 +1,6 @@
-"""Samples from a trained model: a PNG grid from a GAN, text from a language model.
+"""Samples from a trained model: a PNG grid from a GAN or a VAE, text from a language model.
 
-python sample.py ckpt_path=GAN.ckpt n=64 nrow=8 seed=0 out=samples.png
+python sample.py ckpt_path=GAN_OR_VAE.ckpt n=64 nrow=8 seed=0 out=samples.png
 python sample.py ckpt_path=LM.ckpt prompt="def " length=300 temperature=0.8 top_k=20 seed=0
 """
 
@@ -14,24 +14,30 @@ from omegaconf import OmegaConf
 from torchvision.utils import save_image
 
 import zoo
-from zoo.tasks import Adversarial, LanguageModel
+from zoo.tasks import Adversarial, LanguageModel, VariationalReconstruction
 
 USAGE = (
-    "usage: python sample.py ckpt_path=PATH [n=64] [nrow=8] [seed=0] [out=samples.png]  (GAN)\n"
+    "usage: python sample.py ckpt_path=PATH [n=64] [nrow=8] [seed=0] [out=samples.png]  "
+    "(GAN, VAE)\n"
     "       python sample.py ckpt_path=PATH [prompt=TEXT] [length=300] [temperature=0.8] "
     "[top_k=K] [seed=0] [out=FILE]  (language model)"
 )
-WHAT = {Adversarial: "a GAN", LanguageModel: "a language model"}
+WHAT = {Adversarial: "a GAN", VariationalReconstruction: "a VAE", LanguageModel: "a language model"}
 OPTIONS = {
     Adversarial: {"n", "nrow", "seed", "out"},
+    VariationalReconstruction: {"n", "nrow", "seed", "out"},
     LanguageModel: {"prompt", "length", "temperature", "top_k", "seed", "out"},
 }
 
 
 def image_grid(
-    model: Adversarial, n: int = 64, nrow: int = 8, seed: int = 0, out: str = "samples.png"
+    model: Adversarial | VariationalReconstruction,
+    n: int = 64,
+    nrow: int = 8,
+    seed: int = 0,
+    out: str = "samples.png",
 ) -> Path:
-    """`n` samples of a GAN as one PNG grid at `out`."""
+    """`n` samples of a GAN or a VAE as one PNG grid at `out`."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     torch.manual_seed(seed)
@@ -43,15 +49,15 @@ def image_grid(
     return destination
 
 
-def load(ckpt_path: str) -> Adversarial | LanguageModel:
-    """The checkpoint's GAN or language model, in eval mode; else one ValueError line."""
+def load(ckpt_path: str) -> Adversarial | VariationalReconstruction | LanguageModel:
+    """The checkpoint's GAN, VAE or language model, in eval mode; else one ValueError line."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}")
     model = zoo.load(path)  # CheckpointError (a ValueError): one line
     if not isinstance(model, tuple(WHAT)):
         raise ValueError(  # noqa: TRY004 - bad user input, reported like every other one
-            f"{path} holds a {model.name}, not a GAN or a language model: nothing to sample"
+            f"{path} holds a {model.name}, not a GAN, a VAE or a language model: nothing to sample"
         )
     return model.eval()
 
@@ -70,7 +76,7 @@ def main(argv: list[str]) -> int:
                 f"{WHAT[kind]} takes no {', '.join(sorted(unknown))}; it takes "
                 f"{', '.join(sorted(OPTIONS[kind]))}"
             )
-        if kind is Adversarial:
+        if kind in (Adversarial, VariationalReconstruction):
             print(f"wrote {image_grid(model, **arguments)}")
             return 0
         out = arguments.pop("out", None)

@@ -1,12 +1,11 @@
 """Train one architecture (`python train.py model=cnn`) or several (`-m model=mlp,cnn`)."""
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from zoo.callbacks import NonFiniteLossError
 from zoo.checkpoints import CheckpointError
+from zoo.runs import refuse
 from zoo.search import objective
 from zoo.training import ConfigError, train
 
@@ -16,9 +15,10 @@ def main(config: DictConfig) -> float | None:
     """Train; in a search (hparams_search=...), return the score the sweeper optimises."""
     try:
         return objective(config, train(config))
-    except (ConfigError, CheckpointError, NonFiniteLossError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except (ConfigError, CheckpointError) as error:  # one line; exit 2 or the sweep's next point
+        refuse(error, config.paths.output_dir)
+    except NonFiniteLossError as error:  # the same, keeping the folder: its logs show the NaN
+        refuse(error, config.paths.output_dir, keep=True)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
     python bench/throughput.py              # CPU (and the GPU when present); a few minutes
     python bench/throughput.py --quick      # one repeat, fewer steps: a smoke run
 
-For each family (mlp, cnn, lstm, vit, gpt, treelstm, gan, dcgan) and each data set it can take
-(the embedded digits, MNIST-shaped synthetic tensors 60000x1x28x28, data=text's 128-character
-windows of Python's sources, a "sample" being one window, and data=listops's generated trees or
-token sequences) it measures steady-state training samples/s (a) through
+For each family (mlp, cnn, lstm, vit, gpt, treelstm, gan, dcgan, ae, vae) and each data set it
+can take (the embedded digits, MNIST-shaped synthetic tensors 60000x1x28x28, data=text's
+128-character windows of Python's sources, a "sample" being one window, and data=listops's
+generated trees or token sequences) it measures steady-state training samples/s (a) through
 `zoo.training.build_run` + `trainer.fit` with train.py's own config (logger,
 checkpoints, progress bar) and (b) through a plain loop over the same model class, data loader,
 batch size, optimizer and precision. Steps in the first epoch (digits) or the first 10 steps
@@ -44,8 +44,10 @@ from torch.utils.data import DataLoader, TensorDataset
 import zoo
 from zoo.data import InMemoryLoader, TensorDataModule
 from zoo.data.text import RandomWindows, TextDataModule, windows
+from zoo.nets.autoencoder import gaussian_kl, reparameterise
 from zoo.registry import CONFIG_DIR, accepted_inputs, build_model
-from zoo.tasks import Adversarial
+from zoo.tasks import Adversarial, Reconstruction
+from zoo.tasks.base import uses_channels_last
 from zoo.training import build_run
 
 FID_CACHE = tempfile.mkdtemp(prefix="zoo-bench-fid-")
@@ -187,7 +189,7 @@ def run_raw(
     torch.backends.cudnn.benchmark = bool(config.trainer.get("benchmark"))
     task.to(target)  # the plain networks (and a GAN's data range) on the device
     networks = task.networks()
-    channels_last = device == "cuda" and any(isinstance(m, nn.Conv2d) for m in task.modules())
+    channels_last = uses_channels_last(task, torch.device(device))
     if channels_last:
         task.to(memory_format=torch.channels_last)
     if config.model.get("compile"):
@@ -229,7 +231,7 @@ def run_raw(
                 clock.step_end(epoch, step, step == n_steps - 1, len(x))
                 continue
             with autocast:
-                loss = F.cross_entropy(task.net(x).flatten(0, -2), y.flatten())
+                loss = raw_loss(task, x, y)
             optimizers[0].zero_grad(set_to_none=True)
             loss.backward()
             optimizers[0].step()
@@ -240,10 +242,25 @@ def run_raw(
         with torch.no_grad(), autocast:
             for x, y in val_loader:
                 x, y = datamodule.on_after_batch_transfer((x, y), 0)
-                F.cross_entropy(task.net(x).flatten(0, -2), y.flatten()).item()
+                raw_loss(task, x, y, noise=0.0).item()
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def raw_loss(task: nn.Module, x: Tensor, y: Tensor, noise: float | None = None) -> Tensor:
+    """Cross-entropy on the task's net; for an autoencoder the reconstruction loss as zoo's
+    Reconstruction computes it (dropped input pixels, squared error summed per sample, and for
+    a VAE the KL term), written out on the plain networks."""
+    if not isinstance(task, Reconstruction):
+        return F.cross_entropy(task.net(x).flatten(0, -2), y.flatten())
+    noise = task.hparams.noise if noise is None else noise
+    inputs = x * (torch.rand_like(x) >= noise) if noise > 0 else x
+    if not task.variational:
+        return (task.net(inputs) - x).square().flatten(1).sum(1).mean()
+    mean, log_var = task.net.encoder(inputs)
+    recon = (task.net.decoder(reparameterise(mean, log_var)) - x).square().flatten(1).sum(1).mean()
+    return recon + task.hparams.beta * gaussian_kl(mean, log_var).mean()
 
 
 def raw_gan_step(
@@ -376,7 +393,7 @@ def versions() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one repeat, fewer steps")
-    parser.add_argument("--families", default="mlp,cnn,lstm,vit,gpt,treelstm,gan,dcgan")
+    parser.add_argument("--families", default="mlp,cnn,lstm,vit,gpt,treelstm,gan,dcgan,ae,vae")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs per path")
     parser.add_argument("--data", default="digits,mnist-shaped,text,listops")
     parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")

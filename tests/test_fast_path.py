@@ -74,6 +74,8 @@ def test_compile_option_compiles_every_network_in_place_keeping_parameter_names(
     names = list(model.state_dict())
     model.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     model.setup("fit")
+    assert not any(is_compiled(net) for net in model.networks().values())  # not for the summary
+    model.on_train_start()
     assert all(is_compiled(net) for net in model.networks().values())
     assert list(model.state_dict()) == names and not model.channels_last  # CPU: no channels-last
 

@@ -3,6 +3,8 @@ determinism, and random invalid overrides."""
 
 from __future__ import annotations
 
+import errno
+import math
 import random
 import re
 import shlex
@@ -156,6 +158,21 @@ def test_nan_loss_stops_with_one_line_and_keeps_a_good_checkpoint(tmp_path):
     assert "\n" not in str(error.value)
     kept = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert all(torch.isfinite(t).all() for t in kept["state_dict"].values())
+
+
+def test_resume_applies_a_new_learning_rate_and_refuses_another_optimizer(tmp_path):
+    run = ["model=mlp", "optimizer=sgd", "optimizer.lr=0.1", "scheduler=cosine"]
+    run.append("scheduler.T_max=4")
+    train(compose_config(tmp_path, [*run, "trainer.max_epochs=1"]))
+    resume = ["ckpt_path=last", "trainer.max_epochs=2"]
+    with pytest.raises(CheckpointError, match="resume with its optimizer"):  # not a KeyError
+        train(compose_config(tmp_path, ["model=mlp", "optimizer.lr=0.1", *resume]))
+    train(compose_config(tmp_path, [*run, *resume, "optimizer.lr=0.01"]))  # what a NaN asks for
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    scheduler = resumed["lr_schedulers"][0]
+    assert scheduler["base_lrs"] == [pytest.approx(0.01)]  # the schedule goes on from the new lr
+    lr = resumed["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(0.01 * (1 + math.cos(math.pi * 2 / 4)) / 2)  # epoch 2 of T_max 4
 
 
 def test_last_checkpoint_is_due_by_training_time_or_step_count():
@@ -336,7 +353,8 @@ def test_run_killed_mid_epoch_resumes_to_the_same_epoch_count(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, stop):
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
     long_run = [*SLOW_RUN, "trainer.max_epochs=50"]  # cannot finish before the signal arrives
@@ -352,9 +370,9 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     )
     wait_for(last, process)
     time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=60)
-    assert "Traceback" not in stderr and process.returncode == 130  # 128 + SIGINT, as shells expect
+    assert "Traceback" not in stderr and process.returncode == 128 + stop  # as shells expect
     saved = re.search(
         r"interrupted at step (\d+): checkpoint saved to ([^;\s]+); resume with: (.*)", stdout
     )
@@ -375,3 +393,58 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
         refused.returncode == 2 and "already holds an earlier run's checkpoints" in refused.stderr
     )
     assert torch.load(last, weights_only=True)["global_step"] == int(saved.group(1))  # untouched
+
+
+def test_full_disk_ends_with_one_line_and_leaves_no_truncated_checkpoint(tmp_path, monkeypatch):
+    real_save = torch.save
+
+    def half_then_full(obj, file, *args, **kwargs):
+        real_save({"half": torch.zeros(10)}, file)  # some bytes reach the disk, then it is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_then_full)
+    with pytest.raises(CheckpointError) as error:
+        train(compose_config(tmp_path, ["model=mlp", "trainer.max_epochs=1"]))
+    (line,) = str(error.value).splitlines()
+    assert "No space left on device" in line and str(tmp_path / "checkpoints") in line
+    assert not [p for p in tmp_path.rglob("*") if ".ckpt" in p.name]  # nothing truncated
+
+
+def test_unwritable_log_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), f"paths.log_dir={blocker}/logs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert f"{blocker}/logs" in line
+
+
+SLIPPING_VALUES = {  # values that used to fail mid-training, or never
+    "seed=-1": "seed must be in",
+    "scheduler=plateau scheduler.factor=1.5": "Factor should be < 1.0",
+    "scheduler=cosine scheduler.T_max=0": "divides by is 0",
+    "scheduler=plateau +scheduler.monitor=val/nope": "scheduler.monitor=val/nope is never logged",
+    "callbacks.model_checkpoint.monitor=val/nope": "monitor=val/nope is never logged",
+    "model=lstm model.bidirectional=abc": "model.bidirectional must be true or false",
+    "model.compile=abc": "model.compile must be true or false",
+    "data.val_fraction=0.0001": "split is empty",
+    "optimizer.lr=inf": "optimizer.lr must be > 0 and finite",
+    "model=gan model.fid_classifier_epochs=-1": "fid_classifier_epochs must be a positive",
+    "+foo=1": "unknown top-level key 'foo'",
+    "threads=0": "threads must be auto or an integer >= 1",
+    "trainer.precision=abc": "trainer.precision must be one of",
+}
+
+
+@pytest.mark.parametrize("override", SLIPPING_VALUES)
+def test_values_that_used_to_slip_through_stop_before_training(tmp_path, override):
+    with pytest.raises(ConfigError) as error:
+        train(compose_config(tmp_path, [*override.split(), "trainer.max_epochs=1"]))
+    (line,) = str(error.value).splitlines()
+    assert SLIPPING_VALUES[override] in line
+    assert not list(tmp_path.rglob("*.ckpt"))  # refused before any training step

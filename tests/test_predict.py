@@ -154,3 +154,21 @@ def test_a_regressor_predicts_its_values_and_old_checkpoints_still_work(tmp_path
         == 0
     )
     assert "records no image normalisation" in capsys.readouterr().err
+
+
+def test_a_folder_trained_checkpoint_predicts_new_photos_as_its_data_prepared_them(tmp_path):
+    from images import picture, write_folder
+
+    photos = write_folder(tmp_path / "photos")
+    run = tmp_path / "run"
+    overrides = ["data=folder", f"data.path={photos}", "data.image_size=12", "model=cnn"]
+    metrics = train(compose_config(run, [*overrides, "trainer.max_epochs=8"]))
+    assert metrics["test/acc"] >= 0.85, metrics
+    new = tmp_path / "new"
+    new.mkdir()
+    for label in range(3):  # new pictures of each class, another size than the training ones
+        picture(label, 99, label == 1, (15, 11)).save(new / f"{label}.png")
+    ckpt = next((run / "checkpoints").glob("best-*.ckpt"))
+    out = tmp_path / "preds.csv"
+    assert predict_cli.main([f"ckpt_path={ckpt}", f"inputs={new}", f"out={out}"]) == 0
+    assert [int(row["prediction"]) for row in read_csv(out)] == [0, 1, 2]

@@ -109,7 +109,7 @@ def test_invalid_arguments_raise_one_clear_error(args, message):
 def test_flat_input_is_refused_with_a_pointer_to_the_mlp():
     with pytest.raises(ValueError, match="RecurrentNet needs a sequence"):
         RecurrentNet((64,), num_outputs=10)
-    with pytest.raises(ValueError, match="model=lstm .*models that take vectors: mlp$"):
+    with pytest.raises(ValueError, match="model=lstm .*models that take vectors: mlp, neuron$"):
         zoo.create_model("lstm", (64,), 10)
 
 

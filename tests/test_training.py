@@ -119,8 +119,7 @@ def test_overrides_train(make_config, overrides):
     [
         ("optimizer.lr=0", "optimizer.lr must be > 0"),
         ("optimizer.lr=-1", "optimizer.lr must be > 0"),
-        ("model=mlp model.hidden_sizes=[]", "hidden_sizes must be a non-empty list"),
-        ("model=mlp model.hidden_sizes=[64,0]", "hidden_sizes must be a non-empty list"),
+        ("model=mlp model.hidden_sizes=[64,0]", "hidden_sizes must be a list of positive"),
         ("model.dropout=1.0", "dropout must be in [0, 1)"),
         ("model.dropout=-0.1", "dropout must be in [0, 1)"),
         ("data.batch_size=0", "batch_size must be an integer >= 1"),

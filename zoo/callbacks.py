@@ -1,9 +1,8 @@
 """Small callbacks: the best checkpoint by the task's monitor, finite loss, mid-epoch checkpoints,
-Ctrl-C, run stats."""
+Ctrl-C and SIGTERM, run stats."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from zoo.checkpoints import checkpoint_dir, hydra_overrides, resume_command
+from zoo.lightning_private import logger_writes_this_step
+from zoo.validation import ConfigError
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -26,18 +28,52 @@ class BestCheckpoint(ModelCheckpoint):
             self.monitor = getattr(pl_module, "monitor", None)
         super().setup(trainer, pl_module, stage)
 
+    def on_sanity_check_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A monitor the task never logs would keep no best checkpoint (Lightning only warns):
+        refuse it after the sanity validation, before any training step."""
+        logged = trainer.callback_metrics
+        if self.monitor and logged and self.monitor not in logged:
+            names = ", ".join(sorted(k for k in logged if "/" in k))
+            raise ConfigError(
+                f"callbacks.model_checkpoint.monitor={self.monitor} is never logged by "
+                f"{type(pl_module).__name__}; it logs {names}"
+            )
+
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stopped before the bad update."""
 
 
 class FiniteLossGuard(Callback):
-    """Stop with one clear line when the loss is NaN/inf, before it reaches the weights."""
+    """Stop with one clear line when the loss is NaN/inf, before a checkpoint keeps its weights.
+
+    Each backward only updates an on-device flag (no host sync per step). The flag is read, and
+    reduced over DDP processes so that all of them stop together, on the steps the logger writes,
+    at epoch ends and before any checkpoint is written.
+    """
+
+    def __init__(self) -> None:
+        self.nonfinite: Tensor | None = None  # any loss since the last check not finite
+        self.first: Tensor | None = None  # the first such loss
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
     ) -> None:
-        if torch.isfinite(loss).all():
+        loss = loss.detach().float().mean()
+        bad = ~torch.isfinite(loss)
+        if self.nonfinite is None:
+            self.nonfinite, self.first = bad, loss
+        else:
+            self.first = torch.where(self.nonfinite, self.first, loss)
+            self.nonfinite = self.nonfinite | bad
+
+    def check(self, trainer: L.Trainer) -> None:
+        """Raise NonFiniteLossError in every process if a loss in any process was not finite."""
+        if self.nonfinite is None:
+            return
+        anywhere = trainer.strategy.reduce(self.nonfinite.float(), reduce_op="sum")
+        if not anywhere:  # one host sync, on a logging step
+            self.nonfinite = None
             return
         lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
         lr = ", ".join(f"{value:g}" for value in lrs) or "?"
@@ -47,22 +83,35 @@ class FiniteLossGuard(Callback):
             if folder and (folder / "last.ckpt").exists()
             else ""
         )
+        value = self.first.item() if self.nonfinite else "not finite in another process"
         raise NonFiniteLossError(
-            f"training loss became {loss.detach().float().mean().item()} at step "
-            f"{trainer.global_step} (epoch {trainer.current_epoch}); probable cause: learning rate "
-            f"too high (lr={lr}) or bad input values; training stopped{kept}"
+            f"training loss became {value} at step {trainer.global_step} or shortly before "
+            f"(epoch {trainer.current_epoch}); probable cause: learning rate too high (lr={lr}) "
+            f"or bad input values; training stopped{kept}"
         )
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if logger_writes_this_step(trainer):
+            self.check(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
+    ) -> None:
+        self.check(trainer)
 
 
 class LastCheckpoint(Callback):
-    """Write checkpoints/last.ckpt during epochs and on Ctrl-C.
+    """Write checkpoints/last.ckpt during epochs and on Ctrl-C or SIGTERM.
 
     Lightning's ModelCheckpoint writes last.ckpt at epoch ends; this one lets a run killed
     mid-epoch resume close to where it stopped: after `every_n_seconds` of training (the clock is
     read every CLOCK_STEPS steps, rank 0's reading decides for all processes) and/or every
     `every_n_train_steps` steps. Time, not steps, by default: a write costs as much as many small
-    steps (bench/RESULTS.md). Writes go to a temporary file first, so a kill during a write never
-    leaves a truncated last.ckpt.
+    steps (bench/RESULTS.md). Writes are atomic (the trainer's AtomicCheckpointIO), so a kill
+    during a write never leaves a truncated last.ckpt.
     """
 
     CLOCK_STEPS = 20
@@ -88,15 +137,13 @@ class LastCheckpoint(Callback):
         self.overrides: list[str] | None = None  # the run's command line, read at fit start
 
     def save(self, trainer: L.Trainer) -> Path | None:
-        """Atomically write last.ckpt into the ModelCheckpoint's folder."""
+        """Write last.ckpt (atomically: the trainer's AtomicCheckpointIO) into the
+        ModelCheckpoint's folder."""
         folder = checkpoint_dir(trainer)
         if folder is None:
             return None
         path = folder / "last.ckpt"
-        partial = folder / ".last.ckpt.partial"
-        trainer.save_checkpoint(partial, weights_only=False)  # with optimizer and loop state
-        if trainer.is_global_zero:
-            os.replace(partial, path)
+        trainer.save_checkpoint(path, weights_only=False)  # with optimizer and loop state
         self.last_write = time.monotonic()
         return path
 
@@ -134,8 +181,17 @@ class LastCheckpoint(Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        # While fitting, also during its validation passes (trainer.training is False then).
-        if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == TrainerFn.FITTING:
+        # Ctrl-C, or SIGTERM (kill, Docker, batch schedulers; Lightning raises SIGTERMException
+        # after the step in progress). While fitting, also during its validation passes.
+        stopped = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+        if stopped and trainer.state.fn == TrainerFn.FITTING:
+            if trainer.world_size > 1:  # saving is a collective; other processes may be anywhere
+                if trainer.is_global_zero:
+                    print(
+                        f"interrupted at step {trainer.global_step}: not saved (DDP); resume "
+                        "from the last checkpoint written during training (ckpt_path=last)"
+                    )
+                return
             path = self.save(trainer)
             if path is not None:
                 print(

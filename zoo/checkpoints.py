@@ -3,6 +3,7 @@ them, and the command that resumes a run from one."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import shlex
 from collections.abc import Iterator
@@ -12,8 +13,58 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 from torch import nn
+
+# What a resume may change: how long and where it runs, how it logs and checkpoints, and the
+# learning rate (the fix for a NaN). Everything else defines the experiment and must match.
+RESUMABLE_KEYS = (
+    "ckpt_path",
+    "hydra.",
+    "paths.",
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "trainer.max_time",
+    "trainer.limit_",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "data.num_workers",
+    "data.loader",
+    "data.pin_memory",
+    "data.persistent_workers",
+    "optimizer.lr",
+    "model.g_lr",
+    "model.d_lr",
+    "callbacks.",
+    "logger.",
+    "threads",
+)
+
+
+def override_key(override: str) -> str:
+    """ "+model.x=1" -> "model.x"; "~callbacks.y" -> "callbacks.y"."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def experiment_overrides(overrides: list[str]) -> dict[str, str]:
+    """The overrides that define the experiment (not the ones a resume may change), by key."""
+    return {
+        override_key(o): o for o in overrides if not override_key(o).startswith(RESUMABLE_KEYS)
+    }
+
+
+def resume_conflict(recorded: list[str], given: list[str]) -> str | None:
+    """What differs between the overrides a run was started with and a resume's, or None."""
+    before, now = experiment_overrides(recorded), experiment_overrides(given)
+    for key in sorted(before.keys() | now.keys()):
+        if before.get(key) != now.get(key):
+            there = before.get(key, f"{key} not set")
+            here = now.get(key, f"{key} not set")
+            return f"{there} there, {here} here"
+    return None
 
 
 def checkpoint_dir(trainer: L.Trainer) -> Path | None:
@@ -26,11 +77,47 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or holds more than plain data."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that cannot be written (full disk, read-only or unwritable folder)."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic for local files: the checkpoint goes to a
+    temporary file beside its target, then replaces it in one rename. A full disk or a read-only
+    folder ends with one line naming the path, and no truncated checkpoint is left behind.
+
+    (Lightning's own writer stages local files in the system temp folder and moves them, which is
+    a copy across file systems: a full disk leaves a truncated file at the target.)
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if "://" in str(path):  # remote storage: fsspec's own transaction
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(partial, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise CheckpointWriteError(
+                f"cannot write checkpoint {path}: {error.strerror or error}"
+            ) from None
+
+
 @contextmanager
 def checkpoint_errors(path: str | Path) -> Iterator[None]:
     """Turn torch's long loading errors for `path` into one CheckpointError line."""
     try:
         yield
+    except CheckpointError:
+        raise
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
     except pickle.UnpicklingError as error:
@@ -96,9 +183,13 @@ def check_fits(path: str | Path, model: nn.Module) -> None:
 
 
 def resolve_ckpt_path(
-    ckpt_path: str | None, output_dir: str | Path, model: nn.Module
+    ckpt_path: str | None,
+    output_dir: str | Path,
+    model: nn.Module,
+    overrides: list[str] | None = None,
 ) -> str | None:
-    """ "last" -> <output_dir>/checkpoints/last.ckpt; check that the file loads safely and fits."""
+    """ "last" -> <output_dir>/checkpoints/last.ckpt; check that the file loads safely, that
+    the command (`overrides`) keeps the experiment, and that the weights fit."""
     if not ckpt_path:
         return None
     if ckpt_path == "last":
@@ -109,8 +200,23 @@ def resolve_ckpt_path(
                 "as hydra.run.dir=<folder> (with the same overrides)"
             )
         ckpt_path = str(path)
+    check_same_experiment(ckpt_path, overrides)
     check_fits(ckpt_path, model)
     return str(ckpt_path)
+
+
+def check_same_experiment(path: str | Path, overrides: list[str] | None) -> None:
+    """One CheckpointError line when a resume's overrides change what the run that wrote the
+    checkpoint was (data, batch size, optimizer, model options): only RESUMABLE_KEYS may differ."""
+    recorded = read_checkpoint(path).get("zoo_overrides")
+    if overrides is None or recorded is None:
+        return
+    conflict = resume_conflict(recorded, overrides)
+    if conflict:
+        raise CheckpointError(
+            f"cannot resume from {path} with other settings than its run had ({conflict}); "
+            f"resume with: {resume_command(Path(path), recorded)}"
+        )
 
 
 def hydra_overrides(run_dir: Path) -> list[str] | None:

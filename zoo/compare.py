@@ -9,7 +9,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 # A sweep's run folder for a model/data pair that cannot work holds this file, with the reason.
-NOT_APPLICABLE = "not_applicable.txt"
+NOT_APPLICABLE = "not_applicable.txt"  # a sweep point whose model and data cannot meet
+FAILED = "failed.txt"  # a sweep point refused with a bad value (zoo.runs.refuse)
 COLUMNS = (
     "run",
     "model",
@@ -45,7 +46,11 @@ class Run:
         val = [v for _, v in self.scalars.get(self.val_metric, [])]
         best = (max(val) if self.val_metric == "val/acc" else min(val)) if val else None
         test_tag = next(
-            (t for t in ("test/acc", "test/fid", "test/bpc", "test/loss") if t in self.scalars),
+            (
+                t
+                for t in ("test/acc", "test/fid", "test/bpc", "test/nmi", "test/loss")
+                if t in self.scalars
+            ),
             None,
         )
         stats = {
@@ -167,6 +172,8 @@ def compare(roots: list[Path], plot_path: Path) -> int:
         print(f"skipped {folder}: {reason}")
     for record in sorted(p for root in roots for p in root.rglob(NOT_APPLICABLE)):
         print(f"not applicable {record.parent}: {record.read_text().strip()}")
+    for record in sorted(p for root in roots for p in root.rglob(FAILED)):
+        print(f"failed {record.parent}: {record.read_text().strip()}")
     if not runs:
         print(f"error: no finished runs under {', '.join(map(str, roots))}")
         return 1

@@ -8,7 +8,6 @@ takes (`compile`) go to the task; the rest go to the network.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,9 +16,10 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.checkpoints import CheckpointError, read_checkpoint
+from zoo.checkpoints import read_checkpoint
 from zoo.data.spec import DESCRIPTIONS, DataSpec
 from zoo.tasks import TASK_FOR_KIND, Task
+from zoo.tasks.base import recorded_task
 
 # Installed as a package, the configs ship inside it (zoo/conf, see setup.py); in the repo they
 # live in the top-level conf/, which is also Hydra's config dir for train.py.
@@ -119,16 +119,7 @@ def create_model(
 
 
 def load(path: str | Path, **kwargs: Any) -> Task:
-    """Restore any zoo checkpoint (the task class recorded in it), reading plain data only."""
-    checkpoint = read_checkpoint(path)
-    recorded = checkpoint.get("zoo_class")
-    if not isinstance(recorded, str) or not recorded.startswith("zoo.") or "." not in recorded:
-        raise CheckpointError(f"{path} is not a zoo checkpoint (it records no zoo task class)")
-    module, _, class_name = recorded.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), class_name)
-    except (ImportError, AttributeError):
-        raise CheckpointError(f"{path} names a task this zoo does not have: {recorded}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise CheckpointError(f"{path} names {recorded}, which is not a zoo task")
+    """Restore any zoo checkpoint as the task class it records (one of zoo.tasks.TASKS, nothing
+    imported by name), reading plain data only."""
+    cls = recorded_task(read_checkpoint(path), path)
     return cls.load_from_checkpoint(path, map_location="cpu", **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,21 +18,20 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
-from zoo.checkpoints import checkpoint_dir, resolve_ckpt_path
+from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
 from zoo.cluster import slurm_requeued
 from zoo.compare import NOT_APPLICABLE
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import DoesNotFitError, accepted_inputs, build_model
+from zoo.runs import current_overrides, write_record
 from zoo.tasks import Task
+from zoo.validation import ConfigError, check_config
 
 HPARAM_SECTIONS = ("model", "optimizer", "scheduler", "seed")
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; raised before any training starts."""
 
 
 def build(target: DictConfig, **kwargs: Any) -> Any:
@@ -71,17 +71,6 @@ def container(config: Any) -> Any:
     return OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config
 
 
-INTEGER_KEYS = ("seed", "trainer.max_epochs", "trainer.max_steps", "trainer.log_every_n_steps")
-
-
-def check_integers(config: DictConfig) -> None:
-    """Counts Lightning would only reject later, with a bare assertion, fail here in one line."""
-    for key in INTEGER_KEYS:
-        value = OmegaConf.select(config, key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-
-
 def choice(group: str) -> str | None:
     """The name chosen for a config group (model=cnn -> "cnn"), when run through Hydra."""
     if not HydraConfig.initialized():
@@ -91,7 +80,7 @@ def choice(group: str) -> str | None:
 
 def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Trainer]:
     """Datamodule first (it says what the network needs), then the task, then the trainer."""
-    check_integers(config)
+    check_config(config)
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build(config.data)
     try:
@@ -109,9 +98,35 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
         )
     logger = build(config.logger) if config.get("logger") else False
     callbacks = [build(c) for c in (config.get("callbacks") or {}).values() if c]
-    trainer = build(config.trainer, logger=logger, callbacks=callbacks)
+    trainer = build(
+        config.trainer,
+        logger=logger,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        **ddp_options(model, config),
+    )
     drop_nvml_check_without_gpu(trainer)
+    if trainer.strategy.root_device.type == "cpu":
+        torch.set_num_threads(cpu_threads(config.get("threads", "auto"), trainer))
     return datamodule, model, trainer
+
+
+def cpu_threads(threads: int | str, trainer: L.Trainer) -> int:
+    """The torch threads for a CPU run: `threads`, or for auto half the cores this process may
+    use, at most 4, shared among the node's processes (the CPU DDP ones)."""
+    if threads != "auto":
+        return int(threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    processes = max(1, getattr(trainer, "num_devices", 1))
+    return max(1, min(4, (cores or 1) // 2 // processes))
+
+
+def ddp_options(model: Task, config: DictConfig) -> dict[str, str]:
+    """`strategy=ddp` for a task with several backward passes per step (GANs): DDP must find
+    the parameters each pass leaves unused (docs/ARCHITECTURE.md, "Several processes")."""
+    if config.trainer.get("strategy") == "ddp" and model.ddp_finds_unused_parameters:
+        return {"strategy": "ddp_find_unused_parameters_true"}
+    return {}
 
 
 def serve_what_the_model_takes(datamodule: L.LightningDataModule, model: DictConfig) -> None:
@@ -204,16 +219,19 @@ def train(config: DictConfig) -> dict[str, float]:
         if skip_if_sweeping(error, config):
             return {}
         raise ConfigError(str(error)) from None
-    ckpt_path = resolve_ckpt_path(config.get("ckpt_path"), config.paths.output_dir, model)
+    ckpt_path = resolve_ckpt_path(
+        config.get("ckpt_path"), config.paths.output_dir, model, current_overrides()
+    )
     check_fresh_folder(trainer, resuming=ckpt_path is not None or slurm_requeued(trainer))
+    if trainer.is_global_zero:
+        write_record(Path(config.paths.output_dir), config)
     start = time.perf_counter()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except (
-        SystemExit
-    ):  # Lightning exits with 1 after Ctrl-C; the shell's convention is 128 + SIGINT
-        if trainer.interrupted:
-            raise SystemExit(130) from None
+    except SystemExit as stop:  # Lightning exits after Ctrl-C (1) or SIGTERM (no code)
+        if trainer.interrupted:  # the shell's convention: 128 + the signal's number
+            sigterm = isinstance(stop, SIGTERMException)
+            raise SystemExit(128 + (signal.SIGTERM if sigterm else signal.SIGINT)) from None
         raise
     fit_seconds = time.perf_counter() - start
     metrics = final_metrics(trainer, "val/")

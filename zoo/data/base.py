@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from zoo.data.augment import crop_and_flip, padding_for
 from zoo.data.spec import DataSpec
 
 LOADERS = ("auto", "memory", "dataloader")
@@ -80,10 +82,13 @@ class TensorDataModule(L.LightningDataModule):
 
     `loader="auto"` serves small data from memory (on the training device) and falls back to a
     torch DataLoader above `memory_limit_mb`; "memory" and "dataloader" force one path.
+    `augment=True` (images): each training batch, once on the training device, is randomly
+    cropped with padding and, unless the data says `flippable = False` (digits), flipped.
     """
 
     name = "tensors"
     kind = "classification"  # or "regression"
+    flippable = True  # mirror images left to right under augment=True (not digits)
     # Image data: {"mean": [...], "std": [...]} per channel, applied to pixels scaled to [0, 1];
     # tasks record it in their checkpoints, so predict.py prepares images the same way.
     image_normalisation: dict[str, list[float]] | None = None
@@ -96,6 +101,7 @@ class TensorDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         memory_limit_mb: int = 2048,
+        augment: bool = False,
     ) -> None:
         super().__init__()
         check_counts(batch_size=batch_size)
@@ -109,6 +115,7 @@ class TensorDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.memory_limit_mb = memory_limit_mb
+        self.augment = augment
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
@@ -118,6 +125,25 @@ class TensorDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits = self.load_splits()
+            for split, (inputs, _) in self.splits.items():
+                if len(inputs) == 0:
+                    option = "" if split == "train" else f"; raise data.{split}_fraction"
+                    raise ValueError(f"the {split} split is empty{option}")
+            if self.augment and self.spec.inputs != "image":
+                raise ValueError(
+                    f"data.augment works on images; this data gives {self.spec.describe()}"
+                )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches augmented on the device they train on (`augment=True`)."""
+        trainer = self.trainer
+        # (The model summary sends its example input, a lone tensor, through here too.)
+        training = trainer is not None and trainer.training and isinstance(batch, (tuple, list))
+        if self.augment and training:
+            images, *rest = batch
+            padding = padding_for(*images.shape[-2:])
+            batch = (crop_and_flip(images, padding, self.flippable), *rest)
+        return batch
 
     @property
     def spec(self) -> DataSpec:

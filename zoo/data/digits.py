@@ -13,6 +13,7 @@ class DigitsDataModule(TensorDataModule):
     """The default dataset: images (1, 8, 8) standardised with the training split's statistics."""
 
     name = "digits"
+    flippable = False  # a mirrored digit is another symbol
 
     def __init__(
         self, val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0, **loader_args

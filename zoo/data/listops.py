@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from zoo.data.base import TensorDataModule, check_counts
+from zoo.data.files import DataFileError, read_bytes
 from zoo.data.spec import DataSpec
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
@@ -128,8 +129,12 @@ def parse(sequence: str, where: str) -> list[tuple[int, int, int, int]]:
 
 def read_release_file(path: Path) -> list[tuple[int, str]]:
     """`label<TAB>sequence` lines -> (label, sequence); one ValueError naming a bad line."""
+    try:
+        text = read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataFileError(f"{path} is not UTF-8 text (byte {error.start})") from None
     examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         label, tab, sequence = line.partition("\t")
@@ -222,6 +227,10 @@ class ListOpsDataModule(TensorDataModule):
         files = {split: self.data_dir / name for split, name in FILES.items()}
         if all(path.is_file() for path in files.values()):
             train = read_release_file(files["train"])
+            if len(train) < 2:
+                raise DataFileError(
+                    f"{files['train']} holds 1 example; training needs 2 or more (1 for validation)"
+                )
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
             n_val = max(1, round(len(train) * self.val_fraction))
             return {

@@ -25,6 +25,8 @@ class DataSpec:
     (int64 ids below `vocab_size`; `vocabulary[i]` is the character of id i), or "tree"
     (int64 rows [token, left child, right child, level] in post-order; see zoo/nets/tree.py).
     `per_position`: one output per input position instead of one per sample.
+    `target_scale`: (mean, std) of the training split's regression targets, for data whose
+    targets the task should learn standardised (tables); None: learned as they are.
     """
 
     input_shape: tuple[int, ...]
@@ -34,6 +36,7 @@ class DataSpec:
     vocab_size: int | None = None
     per_position: bool = False
     vocabulary: str | None = None
+    target_scale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(n) for n in self.input_shape))
@@ -54,4 +57,5 @@ class DataSpec:
             "vocab_size": self.vocab_size,
             "per_position": self.per_position,
             "vocabulary": self.vocabulary,
+            "target_scale": self.target_scale,
         }

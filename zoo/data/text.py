@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from zoo.data.base import InMemoryLoader, check_counts
+from zoo.data.files import read_bytes
 from zoo.data.spec import DataSpec
 
 UNKNOWN = "\ufffd"  # id 0: characters the training split never showed
@@ -57,8 +58,9 @@ def read_text(path: Path) -> str:
 
 
 def decode(path: Path) -> str | None:
-    """The file's text, or None when it is not UTF-8 text (undecodable, or holding NUL bytes)."""
-    raw = path.read_bytes()
+    """The file's text, or None when it is not UTF-8 text (undecodable, or holding NUL bytes);
+    an unreadable file is one DataFileError line, never skipped."""
+    raw = read_bytes(path)
     if b"\x00" in raw:
         return None
     try:

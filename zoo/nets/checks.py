@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def check_sizes(name: str, sizes: Sequence[int]) -> None:
-    """A non-empty list of positive integers."""
-    if not sizes or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
-        raise ValueError(
-            f"model.{name} must be a non-empty list of positive integers, got {sizes!r}"
-        )
+def check_sizes(name: str, sizes: Sequence[int], allow_empty: bool = False) -> None:
+    """A list of positive integers, non-empty unless `allow_empty`."""
+    if (not sizes and not allow_empty) or any(
+        not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes
+    ):
+        what = "a list" if allow_empty else "a non-empty list"
+        raise ValueError(f"model.{name} must be {what} of positive integers, got {sizes!r}")
 
 
 def check_positive(name: str, value: Any) -> None:

@@ -31,7 +31,11 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 class FeedForward(nn.Sequential):
-    """Flatten, then linear layers with a chosen activation and dropout between them."""
+    """Flatten, then linear layers with a chosen activation and dropout between them.
+
+    With no hidden layer (`hidden_sizes=[]`) it is one linear layer, `self[1]`: a single neuron
+    per output (linear regression, or logistic/softmax regression on classes).
+    """
 
     accepts = ("image", "sequence", "vector")
 
@@ -43,7 +47,7 @@ class FeedForward(nn.Sequential):
         activation: str = "relu",
         dropout: float = 0.1,
     ) -> None:
-        check_sizes("hidden_sizes", hidden_sizes)
+        check_sizes("hidden_sizes", hidden_sizes, allow_empty=True)
         check_choice("activation", activation, ACTIVATIONS)
         check_dropout(dropout)
         check_positive("num_outputs", num_outputs)

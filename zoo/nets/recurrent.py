@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from zoo.nets.checks import check_choice, check_dropout, check_positive, check_tokens
@@ -28,6 +29,7 @@ class RecurrentNet(nn.Module):
     """A stacked RNN, LSTM or GRU (`cell`); a linear head reads the last step's hidden state.
 
     Built on torch's fused recurrent layers (cuDNN on CUDA): no Python loop over time steps.
+    The recurrent layers run in float32 also under mixed precision (autocast off around them).
     Bidirectional nets read the forward direction's last step and the backward direction's first.
 
     Token ids (input_shape (T,), given a `vocab_size`) go through an `embedding_size` embedding
@@ -90,7 +92,10 @@ class RecurrentNet(nn.Module):
             x = self.embedding(x)
         elif x.ndim == 4:  # (batch, C, H, W) -> (batch, H, C*W): one row per step
             x = x.permute(0, 2, 1, 3).flatten(2)
-        outputs, hidden = self.rnn(x)
+        # float32 also under mixed precision: CUDA autocast runs cuDNN's RNNs in float16 even in
+        # a bf16 run, with no gradient scaler there; explicit, and the same on every device.
+        with torch.autocast(x.device.type, enabled=False):
+            outputs, hidden = self.rnn(x.float())
         if self.per_position:  # (batch, T, hidden): the top layer at every step
             return self.head(outputs)
         if isinstance(hidden, tuple):  # LSTM: (h, c)

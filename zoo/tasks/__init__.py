@@ -7,6 +7,7 @@ plain modules from zoo.nets (`task.net`, or `task.generator` and `task.discrimin
 from zoo.tasks.adversarial import Adversarial
 from zoo.tasks.base import Task
 from zoo.tasks.language_model import LanguageModel
+from zoo.tasks.reconstruction import Reconstruction, VariationalReconstruction
 from zoo.tasks.supervised import Supervised
 
 # The task a plain network trains under, by the kind of learning its data asks for.
@@ -16,4 +17,19 @@ TASK_FOR_KIND: dict[str, type[Task]] = {
     "language_model": LanguageModel,
 }
 
-__all__ = ["TASK_FOR_KIND", "Adversarial", "LanguageModel", "Supervised", "Task"]
+# The only task classes a checkpoint may name (its `zoo_class`): loading never imports by name.
+TASKS: dict[str, type[Task]] = {
+    f"{cls.__module__}.{cls.__qualname__}": cls
+    for cls in (Supervised, LanguageModel, Adversarial, Reconstruction, VariationalReconstruction)
+}
+
+__all__ = [
+    "TASKS",
+    "TASK_FOR_KIND",
+    "Adversarial",
+    "LanguageModel",
+    "Reconstruction",
+    "Supervised",
+    "Task",
+    "VariationalReconstruction",
+]

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from zoo.metrics import fid
+from zoo.nets import ConvNet
 from zoo.nets.checks import check_image, check_positive
 from zoo.tasks.base import Task, build_net, check_optimizer
 
@@ -41,6 +42,7 @@ class Adversarial(Task):
     monitor = "val/fid"
     train_values = ("d_loss", "d_real", "d_fake", "g_loss")
     eval_values = ()
+    ddp_finds_unused_parameters = True  # D's pass leaves G unused, G's pass leaves D frozen
 
     def __init__(
         self,
@@ -66,6 +68,7 @@ class Adversarial(Task):
         check_image(type(self), self.input_shape)
         check_positive("latent_dim", latent_dim)
         check_positive("d_steps", d_steps)
+        check_positive("fid_classifier_epochs", fid_classifier_epochs)  # -1 would train forever
         if not (isinstance(label_smoothing, (int, float)) and 0 <= label_smoothing < 1):
             raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.save_hyperparameters()
@@ -91,6 +94,7 @@ class Adversarial(Task):
         self.register_buffer("fixed_z", torch.randn(64, latent_dim, generator=seeded))
         # The FID metrics hold a frozen classifier; kept out of the module tree (and checkpoints).
         self.scores: dict[str, Any] = {}
+        self.noise: torch.Generator | None = None  # G's training noise, one stream per process
 
     def networks(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "discriminator": self.discriminator}
@@ -116,9 +120,10 @@ class Adversarial(Task):
         unit = (torch.tanh(self.generator(z)) + 1) / 2
         return self.data_low + unit * (self.data_high - self.data_low)
 
-    def sample(self, n: int) -> Tensor:
-        """n fresh images from G."""
-        return self(torch.randn(n, self.latent_dim, device=self.data_low.device))
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n fresh images from G (noise from `generator`, else torch's global one)."""
+        z = torch.randn(n, self.latent_dim, device=self.data_low.device, generator=generator)
+        return self(z)
 
     def grid(self, images: Tensor, nrow: int = 8) -> Tensor:
         """A (C, H, W) image grid in [0, 1] of images in the data's value range."""
@@ -126,24 +131,42 @@ class Adversarial(Task):
 
     # --- data-dependent setup: value range and the FID feature extractor -------------------
     def setup(self, stage: str) -> None:
+        """The data's value range and the FID classifier: made by process 0 (on the run's
+        device, from the whole training split) and sent to every other DDP process."""
         super().setup(stage)
         datamodule = self.trainer.datamodule
         if datamodule is None or self.scores:
             return
-        key, _, low, high = fid.fingerprint(datamodule.train_dataloader())
+        made = None
+        if self.trainer.is_global_zero:
+            key, _, low, high = fid.fingerprint(fid.full_training_split(datamodule))
+            classifier = fid.feature_extractor(
+                datamodule,
+                key,
+                self.hparams.fid_classifier_epochs,
+                self.hparams.fid_cache_dir,
+                self.trainer.strategy.root_device,
+            )
+            made = (float(low), float(high), classifier.state_dict())
+        low, high, state = self.trainer.strategy.broadcast(made, src=0)
         if stage == "fit":  # later stages restore the range from the checkpoint
-            self.data_low.fill_(float(low))
-            self.data_high.fill_(float(high))
-        features = fid.feature_extractor(
-            datamodule, key, self.hparams.fid_classifier_epochs, self.hparams.fid_cache_dir
-        )
-        self.scores = {stage: fid.frechet_distance(features) for stage in ("val", "test")}
+            self.data_low.fill_(low)
+            self.data_high.fill_(high)
+        spec = datamodule.spec
+        classifier = ConvNet(spec.input_shape, spec.num_outputs, **fid.CLASSIFIER)
+        classifier.load_state_dict(state)
+        self.scores = {stage: fid.frechet_distance(classifier) for stage in ("val", "test")}
+
+    def on_fit_start(self) -> None:
+        """Each DDP process draws its own noise for G (one seed per process, from the run's)."""
+        seed = (torch.initial_seed() + 7919 * self.global_rank) % 2**63
+        self.noise = torch.Generator(self.device).manual_seed(seed)
 
     # --- training: one D update per batch, one G update every d_steps batches -------------
     def training_step(self, batch: Any, batch_idx: int) -> None:
         real = self.prepare_input(batch[0] if isinstance(batch, (tuple, list)) else batch)
         optimizer_g, optimizer_d = self.optimizers()
-        fake = self.sample(len(real))
+        fake = self.sample(len(real), self.noise)
 
         self.toggle_optimizer(optimizer_d)
         logits_real = self.discriminator(real)
@@ -187,12 +210,13 @@ class Adversarial(Task):
         real = batch[0] if isinstance(batch, (tuple, list)) else batch
         metric = self.scores[stage].to(self.device)
         metric.update(real, real=True)
-        metric.update(self.sample(len(real)), real=False)
+        metric.update(self.sample(len(real), self.noise), real=False)
 
     def _log_score(self, stage: str) -> None:
         metric = self.scores.get(stage)
         if metric is not None and metric.real_features_num_samples > 1:
-            self.log(f"{stage}/fid", metric.compute().float(), prog_bar=True)
+            # sync_dist: the metric's statistics are synced already; this keeps Lightning quiet.
+            self.log(f"{stage}/fid", metric.compute().float(), prog_bar=True, sync_dist=True)
             metric.reset()
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:

@@ -4,6 +4,9 @@ per-step logging without host syncs, safe loading, and the checkpoint monitor.""
 from __future__ import annotations
 
 import inspect
+import sys
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import lightning as L
@@ -12,27 +15,71 @@ from hydra.utils import get_class, instantiate
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from zoo.checkpoints import checkpoint_errors
+from zoo.checkpoints import CheckpointError, checkpoint_errors, read_checkpoint
 from zoo.lightning_private import is_compiled, logger_writes_this_step
+from zoo.validation import ConfigError
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 SCHEDULER_KEYS = ("interval", "monitor")  # Lightning's scheduler options, not the scheduler's
 SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+# The checkpoint `Task.load_from_checkpoint` is rebuilding a task from, while it does.
+LOADING: ContextVar[str | None] = ContextVar("zoo_loading_checkpoint", default=None)
+
+
+def nested_target(value: Any, where: str) -> str | None:
+    """Where under `value` (a config's option) a `_target_` hides, or None."""
+    if isinstance(value, Mapping):
+        if "_target_" in value:
+            return where
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    return next((found for k, v in items if (found := nested_target(v, f"{where}.{k}"))), None)
+
+
+def imported(path: str) -> Any:
+    """The object at dotted `path` in modules already imported, or None; never imports."""
+    parts, found = path.split("."), None
+    for end in range(1, len(parts) + 1):
+        found = sys.modules.get(".".join(parts[:end])) or getattr(found, parts[end - 1], None)
+        if found is None:
+            return None
+    return found
 
 
 def config_class(config: dict[str, Any], base: type | tuple[type, ...], what: str) -> type:
     """The class a `_target_` config names, refused unless it is a `base`: a config read from a
-    checkpoint must never call arbitrary code."""
-    target = config.get("_target_")
-    try:
-        cls = get_class(str(target))
-    except Exception:  # noqa: BLE001 - hydra raises ImportError, ValueError, AttributeError
-        raise ValueError(f"{what} {target!r} is not a class that can be imported") from None
-    if not issubclass(cls, base):  # a config value, so ValueError like every other one
-        raise ValueError(  # noqa: TRY004
-            f"{what} {target!r} is not a {getattr(base, '__name__', base)}"
-        )
-    return cls
+    checkpoint must never call arbitrary code. Options may not name classes themselves (Hydra
+    would call them), and while a checkpoint loads only classes already imported count."""
+    target, loading = str(config.get("_target_")), LOADING.get()
+    nested = next(
+        (
+            found
+            for key, value in config.items()
+            if key != "_target_" and (found := nested_target(value, f"{what}.{key}"))
+        ),
+        None,
+    )
+    problem = None
+    if nested:
+        problem = f"{nested} names a class (_target_); only {what} itself may"
+    elif loading is not None and not isinstance(imported(target), type):
+        problem = f"{what} {target!r} is not a class the zoo has imported (loading imports none)"
+    else:
+        try:
+            cls = get_class(target)
+        except Exception:  # noqa: BLE001 - hydra raises ImportError, ValueError, AttributeError
+            problem = f"{what} {target!r} is not a class that can be imported"
+        else:
+            if not issubclass(cls, base):
+                problem = f"{what} {target!r} is not a {getattr(base, '__name__', base)}"
+    if problem is None:
+        return cls
+    if loading is not None:
+        raise CheckpointError(f"refusing to load {loading}: {problem}")
+    raise ValueError(problem)  # a config value, so ValueError like every other one
 
 
 def build_net(config: dict[str, Any], **data: Any) -> nn.Module:
@@ -54,6 +101,13 @@ def check_optimizer(optimizer: dict[str, Any]) -> None:
     except Exception as error:  # noqa: BLE001 - torch/hydra raise TypeError, ValueError, ...
         cause = error.__cause__ or error
         raise ValueError(f"invalid optimizer {optimizer.get('_target_')}: {cause}") from None
+
+
+def uses_channels_last(module: nn.Module, device: torch.device) -> bool:
+    """Whether `module` trains in channels-last memory on `device`: on CUDA, when it has
+    convolutions (transposed ones too: a DCGAN generator alone)."""
+    convolutions = (nn.Conv2d, nn.ConvTranspose2d)
+    return device.type == "cuda" and any(isinstance(m, convolutions) for m in module.modules())
 
 
 class EpochMeans(nn.ModuleDict):
@@ -90,6 +144,8 @@ class Task(L.LightningModule):
     monitor: ClassVar[str] = "val/loss"
     train_values: ClassVar[tuple[str, ...]] = ("loss",)  # logged as train/<name>_step, _epoch
     eval_values: ClassVar[tuple[str, ...]] = ("loss",)  # val/<name>, test/<name>
+    # Under DDP: whether a training step has backward passes that leave parameters unused.
+    ddp_finds_unused_parameters: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -136,35 +192,92 @@ class Task(L.LightningModule):
     # --- loading and saving ----------------------------------------------------------------
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
-        """Restore a trained task; loads plain data only (weights_only), never code."""
+        """Restore a trained task of this class: plain data only (weights_only), the class the
+        checkpoint records checked (`recorded_task`), never code named by the file."""
+        recorded_task(read_checkpoint(checkpoint_path), checkpoint_path, cls)
+        if hasattr(checkpoint_path, "seek"):  # a file object: Lightning reads it again
+            checkpoint_path.seek(0)
         kwargs["weights_only"] = True
-        with checkpoint_errors(checkpoint_path):
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        loading = LOADING.set(str(checkpoint_path))
+        try:
+            with checkpoint_errors(checkpoint_path):
+                return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        finally:
+            LOADING.reset(loading)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the task class, so `zoo.load` restores any checkpoint without being told."""
+        """Record the task class, so `zoo.load` restores any checkpoint without being told, and
+        the configured learning rates, so a resume can tell when they change."""
         checkpoint["zoo_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
-        try:
-            datamodule = self.trainer.datamodule
-        except RuntimeError:  # a checkpoint saved without attaching this task to the trainer
-            datamodule = None
+        checkpoint["zoo_lrs"] = self.configured_lrs()
+        checkpoint["zoo_optimizers"] = self.optimizer_classes()
+        datamodule = self.trainer.datamodule if self.trainer_attached() else None
         normalisation = getattr(datamodule, "image_normalisation", self.image_normalisation)
-        if normalisation is not None:
+        if normalisation is not None:  # how the data normalised images, for predict.py
             checkpoint["zoo_image_normalisation"] = normalisation
 
+    def configured_lrs(self) -> list[float | None]:
+        return [config.get("lr") for config in self.optimizer_configs().values()]
+
+    def optimizer_classes(self) -> list[str]:
+        return [str(config.get("_target_")) for config in self.optimizer_configs().values()]
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The data's image normalisation, where the checkpoint records it (for predict.py)."""
+        """A resume whose configured learning rate differs from the checkpoint's run (lower
+        after a NaN, say) applies it: each such optimizer's lr is scaled by new / old on
+        train start, once the optimizer state (which holds the old lr) is restored. The data's
+        image normalisation, where the checkpoint records it, becomes `image_normalisation`."""
         self.image_normalisation = checkpoint.get("zoo_image_normalisation")
+        saved_classes = checkpoint.get("zoo_optimizers", self.optimizer_classes())
+        if self.trainer_attached() and saved_classes != self.optimizer_classes():
+            raise CheckpointError(
+                f"cannot resume with optimizer {', '.join(self.optimizer_classes())}: the "
+                f"checkpoint's state is for {', '.join(saved_classes)}; resume with its optimizer"
+            )
+        saved = checkpoint.get("zoo_lrs") or []
+        self.lr_factors = [
+            new / old if old and new and new != old else None
+            for old, new in zip(saved, self.configured_lrs())
+        ]
+
+    def trainer_attached(self) -> bool:
+        """Whether a Trainer drives this task (a resume), not a bare load_from_checkpoint."""
+        return self._trainer is not None
+
+    def on_train_start(self) -> None:
+        self.compile_in_place()
+        self.apply_new_learning_rates()
+
+    def apply_new_learning_rates(self) -> None:
+        """Scale each optimizer whose configured lr changed since the checkpoint (and its
+        schedule) by new / old, now that the restored optimizer state holds the old one."""
+        factors = dict(zip(self.trainer.optimizers, getattr(self, "lr_factors", [])))
+        for optimizer, factor in factors.items():
+            if factor:
+                for group in optimizer.param_groups:
+                    group["lr"] *= factor
+                    if "initial_lr" in group:
+                        group["initial_lr"] *= factor
+        for config in self.trainer.lr_scheduler_configs:
+            factor = factors.get(config.scheduler.optimizer)
+            if factor and hasattr(config.scheduler, "base_lrs"):
+                config.scheduler.base_lrs = [lr * factor for lr in config.scheduler.base_lrs]
+        self.lr_factors = []
 
     # --- device set-up -------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """On CUDA, channels-last memory for convolutional nets; `compile=True`: torch.compile
-        each network in place (parameter names and checkpoints stay as they are)."""
-        on_cuda = self.trainer.strategy.root_device.type == "cuda"
-        uses_conv = any(isinstance(m, nn.Conv2d) for m in self.modules())
-        if on_cuda and uses_conv and not self.channels_last:
+        """On CUDA, channels-last memory for convolutional nets (`uses_channels_last`). With
+        `compile=True`, each network is compiled in place (parameter names and checkpoints stay
+        as they are): at train start when fitting, after the model summary's forward pass, which
+        would otherwise compile a graph of its own; here for other stages."""
+        if not self.channels_last and uses_channels_last(self, self.trainer.strategy.root_device):
             self.channels_last = True
             self.to(memory_format=torch.channels_last)
+        if stage != "fit":
+            self.compile_in_place()
+
+    def compile_in_place(self) -> None:
+        """`compile=True`: torch.compile each network in place (once)."""
         if self.compile_networks:
             for net in self.networks().values():
                 if not is_compiled(net):
@@ -198,6 +311,15 @@ class Task(L.LightningModule):
         values.update(extra or {})
         if values:  # sync_dist: the means are synced already; this only keeps Lightning quiet
             self.log_dict(values, prog_bar=stage != "train", sync_dist=True)
+
+    def on_validation_end(self) -> None:
+        """After the sanity validation, before any training: a plateau scheduler's monitor must
+        be a metric this task logs (Lightning would only fail at the first epoch's end)."""
+        monitor = (self.scheduler_config or {}).get("monitor")
+        logged = self.trainer.callback_metrics
+        if self.trainer.sanity_checking and monitor and logged and monitor not in logged:
+            names = ", ".join(sorted(k for k in logged if "/" in k))
+            raise ConfigError(f"scheduler.monitor={monitor} is never logged; the task logs {names}")
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch("train")
@@ -234,3 +356,28 @@ class Task(L.LightningModule):
                     scheduler.step(self.trainer.callback_metrics[monitor])
             else:
                 scheduler.step()
+
+
+def recorded_task(checkpoint: dict[str, Any], path: Any, caller: type[Task] = Task) -> type[Task]:
+    """The task class a checkpoint records (`zoo_class`): one of the zoo's own (zoo.tasks.TASKS,
+    a fixed list: nothing is imported by name) that is a `caller`, or the class `caller` itself
+    when code names it (`MyTask.load_from_checkpoint`); else one CheckpointError line."""
+    from zoo.tasks import TASKS  # here: zoo.tasks imports this module
+
+    recorded = checkpoint.get("zoo_class")
+    if recorded is None:
+        raise CheckpointError(f"{path} is not a zoo checkpoint (it records no zoo task class)")
+    own = caller is not Task and recorded == f"{caller.__module__}.{caller.__qualname__}"
+    cls = caller if own else TASKS.get(recorded) if isinstance(recorded, str) else None
+    if cls is None:
+        names = ", ".join(sorted(task.__name__ for task in TASKS.values()))
+        raise CheckpointError(
+            f"{path} is not a zoo checkpoint: it names {recorded!r} as its task, not one of the "
+            f"zoo's ({names})"
+        )
+    if not issubclass(cls, caller):
+        raise CheckpointError(
+            f"{path} holds a task of class {cls.__name__}, not {caller.__name__}: load it "
+            f"with zoo.load(path) or {cls.__name__}.load_from_checkpoint"
+        )
+    return cls

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanSquaredError, MetricCollection
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.nets.checks import check_positive
@@ -17,7 +17,12 @@ KINDS = ("classification", "regression")
 
 
 class Supervised(Task):
-    """Cross-entropy and `*/acc` for classification, MSE and `*/mse` for regression.
+    """Cross-entropy and `*/acc` for classification; MSE and `*/mse`, `*/mae`, `*/r2` for
+    regression.
+
+    `target_scale` (mean, std of the training targets, given by table data): the network
+    learns the standardised target, `forward` answers in the data's own units, and the loss is
+    the MSE in units of the target's variance (1.0: as good as predicting the mean).
 
     `net` is a plain module, or its config (`{"_target_": "zoo.nets.ConvNet", ...}`), built here
     for `input_shape` and `num_outputs` (and `vocab_size`, for token or tree inputs); a config is
@@ -31,6 +36,7 @@ class Supervised(Task):
         num_outputs: int,
         kind: str = "classification",
         vocab_size: int | None = None,
+        target_scale: tuple[float, float] | None = None,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         compile: bool = False,
@@ -49,10 +55,15 @@ class Supervised(Task):
             per_position=False,
         )
         self.kind = kind
+        self.target_mean, self.target_std = target_scale or (0.0, 1.0)
         if kind == "classification":
-            metric = MetricCollection({"acc": MulticlassAccuracy(num_outputs, average="micro")})
+            # validate_args=False: its checks read values on the host at every validation step.
+            accuracy = MulticlassAccuracy(num_outputs, average="micro", validate_args=False)
+            metric = MetricCollection({"acc": accuracy})
         else:
-            metric = MetricCollection({"mse": MeanSquaredError()})
+            metric = MetricCollection(
+                {"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()}
+            )
         # No train metric: per-step metric updates cost time and train/loss already tells.
         self.metrics = nn.ModuleDict({s: metric.clone(prefix=f"{s}/") for s in ("val", "test")})
         if vocab_size is None:  # ids and trees have no neutral example; the summary does without
@@ -62,13 +73,17 @@ class Supervised(Task):
         return {"net": self.net}
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        output = self.net(x)
+        if self.kind == "regression":
+            return output * self.target_std + self.target_mean
+        return output
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        """Cross-entropy on logits, or mean squared error for regression."""
+        """Cross-entropy on logits, or mean squared error (over the target's variance when
+        scaled) for regression."""
         if self.kind == "classification":
             return F.cross_entropy(output, target)
-        return F.mse_loss(output, target.view_as(output))
+        return F.mse_loss(output, target.view_as(output)) / self.target_std**2
 
     def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """(loss, output, target) for one batch; a regression target shaped like the output."""

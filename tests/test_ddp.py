@@ -1,0 +1,81 @@
+"""Every model yaml under 2-process DDP on the CPU (gloo): a few batches each, in one group."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ddp_group import POISONED
+
+from zoo.registry import list_models
+
+GROUP = Path(__file__).resolve().parent / "ddp_group.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_group(out: Path, models: list[str], timeout: float = 600) -> list[str]:
+    """Both processes of one DDP group training `models` in turn; their stderr, by rank."""
+    port = str(free_port())
+    processes = []
+    for rank in range(2):
+        env = os.environ | {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "NODE_RANK": "0",
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+            "OMP_NUM_THREADS": "1",
+        }
+        command = [sys.executable, str(GROUP), str(out), *models]
+        processes.append(
+            subprocess.Popen(
+                command,
+                cwd=out,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        )
+    errors = []
+    try:
+        for process in processes:
+            errors.append(process.communicate(timeout=timeout)[1])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    return errors
+
+
+@pytest.mark.slow
+def test_every_model_trains_under_two_process_cpu_ddp(tmp_path):
+    """Each model yaml: a few batches, identical parameters in both processes afterwards, test
+    metrics; then a NaN in one process stops both with the guard's line (no hang)."""
+    models = list_models()
+    errors = run_group(tmp_path, [*models, POISONED])
+    stopped = [json.loads((tmp_path / f"{POISONED}.rank{r}.json").read_text()) for r in (0, 1)]
+    assert "not finite in another process" in stopped[0]["stopped"], stopped
+    assert "training loss became nan" in stopped[1]["stopped"], stopped
+    for model in models:
+        failed = [(tmp_path / f"{model}.rank{r}.error") for r in range(2)]
+        assert not any(f.exists() for f in failed), next(
+            f.read_text() for f in failed if f.exists()
+        )
+        results = [tmp_path / f"{model}.rank{r}.json" for r in range(2)]
+        assert all(r.exists() for r in results), f"{model} did not finish: {errors[0][-3000:]}"
+        metrics = json.loads(results[0].read_text())
+        assert any(name.startswith("test/") for name in metrics), (model, metrics)

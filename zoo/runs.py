@@ -1,0 +1,131 @@
+"""A run's folder and its record: unique names, the record written once by the run that owns
+it, what a resume may change, and no empty folder left by a refused start."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from zoo.compare import FAILED, NOT_APPLICABLE
+
+# One token per process, so two runs (or sweeps) started in the same second never share a folder.
+# Cached like Hydra's ${now:}: a sweep's jobs, even in other processes, see the launcher's value.
+RUN_ID = secrets.token_hex(3)
+OmegaConf.register_new_resolver("run_id", lambda: RUN_ID, use_cache=True, replace=True)
+
+RECORD = ".hydra"
+def current_overrides() -> list[str] | None:
+    """This run's command-line overrides; None outside Hydra."""
+    if not HydraConfig.initialized():
+        return None
+    return list(HydraConfig.get().overrides.task)
+
+
+def write_record(folder: Path, config: object) -> None:
+    """Write the run's record (.hydra/config.yaml, hydra.yaml, overrides.yaml) unless it is
+    there: the run that created the folder wrote it, and a resume never rewrites it."""
+    if not HydraConfig.initialized():
+        return
+    record = folder / RECORD
+    if (record / "overrides.yaml").exists():
+        return
+    record.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, record / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": HydraConfig.get()}), record / "hydra.yaml")
+    OmegaConf.save(OmegaConf.create(current_overrides()), record / "overrides.yaml")
+
+
+NEW_FOLDERS: list[Path] = []  # the run folder and those of its parents this process creates
+
+
+def make_folder(folder: Path, what: str) -> None:
+    """Create `folder` (noting which parts are new) or exit with one line if it cannot be."""
+    NEW_FOLDERS[:] = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{RUN_ID}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        print(f"error: cannot write the {what} {folder}: {error.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def forget_refused_run() -> None:
+    """After a refused start: remove the folders this process made, unless they hold a
+    checkpoint (the run folder may hold its record and first events by then)."""
+    for folder in NEW_FOLDERS:  # the run folder first, then its new parents
+        if not folder.is_dir() or any(folder.rglob("*.ckpt")):
+            continue
+        if folder == NEW_FOLDERS[0]:
+            shutil.rmtree(folder)
+        elif not any(folder.iterdir()):  # a parent another run has not written into meanwhile
+            folder.rmdir()
+    NEW_FOLDERS.clear()
+
+
+def sweeping() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def refuse(error: Exception, output_dir: str | Path, keep: bool = False) -> None:
+    """One `error:` line. A single run exits 2 and, unless `keep`, leaves no folder behind; in
+    a sweep the point is recorded as failed (failed.txt in its folder) and the sweep goes on."""
+    print(f"error: {error}", file=sys.stderr)
+    if sweeping():
+        folder = Path(output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / FAILED).write_text(f"{error}\n")
+        return
+    if not keep:
+        forget_refused_run()
+    raise SystemExit(2)
+
+
+def sweep_summary(sweep_dir: Path) -> tuple[str, int]:
+    """A few lines on how each point of a sweep ended, and how many failed."""
+    points = sorted(p for p in sweep_dir.iterdir() if p.is_dir()) if sweep_dir.is_dir() else []
+    finished, skipped, failed = [], [], []
+    for point in points:
+        if (point / NOT_APPLICABLE).is_file():
+            skipped.append(f"  not applicable: {point.name}: {first_line(point / NOT_APPLICABLE)}")
+        elif (point / FAILED).is_file():
+            failed.append(f"  failed: {point.name}: {first_line(point / FAILED)}")
+        else:
+            finished.append(point)
+    head = (
+        f"sweep {sweep_dir}: {len(points)} points, {len(finished)} ran, "
+        f"{len(skipped)} not applicable, {len(failed)} failed"
+    )
+    return "\n".join([head, *skipped, *failed]), len(failed)
+
+
+def first_line(path: Path) -> str:
+    return (path.read_text().strip().splitlines() or [""])[0]
+
+
+class RunFolders(Callback):
+    """Hydra callback: make the run's (or sweep's) folder before Hydra does, so an unwritable
+    path is one line, not a traceback; after a sweep, say how every point ended."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)  # Hydra sets it only later, in run_job
+        make_folder(Path(str(config.hydra.run.dir)), "run folder")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)
+        make_folder(Path(str(config.hydra.sweep.dir)), "sweep folder")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        summary, failed = sweep_summary(Path(str(config.hydra.sweep.dir)))
+        print(summary)
+        if failed:
+            raise SystemExit(2)
