@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
 from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
+from zoo.cluster import slurm_requeued
 from zoo.compare import NOT_APPLICABLE
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import DoesNotFitError, accepted_inputs, build_model
@@ -221,7 +222,7 @@ def train(config: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(
         config.get("ckpt_path"), config.paths.output_dir, model, current_overrides()
     )
-    check_fresh_folder(trainer, resuming=ckpt_path is not None)
+    check_fresh_folder(trainer, resuming=ckpt_path is not None or slurm_requeued(trainer))
     if trainer.is_global_zero:
         write_record(Path(config.paths.output_dir), config)
     start = time.perf_counter()
