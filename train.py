@@ -19,6 +19,7 @@ def main(config: DictConfig) -> float | None:
         refuse(error, config.paths.output_dir)
     except NonFiniteLossError as error:  # the same, keeping the folder: its logs show the NaN
         refuse(error, config.paths.output_dir, keep=True)
+    return None  # a refused point of a search: Optuna's sweeper records a failed trial
 
 
 if __name__ == "__main__":

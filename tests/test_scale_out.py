@@ -52,7 +52,7 @@ def test_a_trial_returns_the_optimized_metric(tmp_path):
     config = compose_config(tmp_path, ["hparams_search=cnn_digits"])
     assert config.optimized_metric == "val/acc"
     assert objective(config, {"val/acc": 0.75, "val/loss": 0.5}) == 0.75
-    assert math.isnan(objective(config, {}))  # a skipped pair: a failed trial, not a score
+    assert objective(config, {}) is None  # a skipped pair: a failed trial, not a score
     assert objective(compose_config(tmp_path), {"val/acc": 0.75}) is None  # no search
 
 

@@ -22,10 +22,11 @@ if not OmegaConf.has_resolver("direction"):
 def objective(config: DictConfig, metrics: dict[str, float]) -> float | None:
     """The value of the config's `optimized_metric` (a sweep's score), if it names one.
 
-    A run that gives no such metric (a model/data pair skipped as not applicable) scores NaN,
-    which Optuna records as a failed trial.
+    A run that gives no such metric (a model/data pair skipped as not applicable) returns None,
+    which the sweeper records as a failed trial (max_failure_rate decides whether the search goes
+    on). Not NaN: the plugin's handling of a NaN score itself fails (optuna 2.10).
     """
     metric = config.get("optimized_metric")
-    if metric is None:
+    if metric is None or metric not in metrics:
         return None
-    return float(metrics.get(metric, float("nan")))
+    return float(metrics[metric])
