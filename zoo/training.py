@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
-from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
+from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, first_line, resolve_ckpt_path
 from zoo.cluster import slurm_requeued
 from zoo.compare import NOT_APPLICABLE
 from zoo.lightning_private import tensorboard_file_writer
@@ -63,7 +63,7 @@ def explain(target: Any, error: BaseException) -> str:
             f"{unknown.group(1)} takes no option {unknown.group(2)!r}; "
             f"its yaml in conf/ lists the options it takes"
         )
-    return str(error)
+    return first_line(str(error))  # torch's C++ errors append a stack of frames
 
 
 def container(config: Any) -> Any:
