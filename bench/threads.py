@@ -31,11 +31,11 @@ from zoo.registry import CONFIG_DIR
 from zoo.training import build_run, cpu_threads
 
 CASES = {
-    "cnn on digits, 3 epochs": ["model=cnn", "trainer.max_epochs=3"],
+    "cnn on digits, 20 epochs": ["model=cnn", "trainer.max_epochs=20"],
     "gpt on text, 40 steps": ["model=gpt", "data=text", "trainer.max_steps=40"],
 }
 QUIET = [
-    "logger=null",
+    "~logger",
     "~callbacks.progress_bar",
     "~callbacks.model_checkpoint",
     "~callbacks.last_checkpoint",
