@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
@@ -17,6 +17,20 @@ from torch import Tensor
 from zoo.checkpoints import checkpoint_dir, hydra_overrides, resume_command
 from zoo.lightning_private import logger_writes_this_step
 from zoo.validation import ConfigError
+
+
+class LearningRates(LearningRateMonitor):
+    """Lightning's LearningRateMonitor; an optimizer whose one parameter group has a `name` (a
+    GAN's `generator`, `discriminator`) logs as `lr-<name>`, not `lr-Adam` and `lr-Adam-1`.
+    (Overrides Lightning's private `_add_suffix`; tests/test_gan.py checks the names.)"""
+
+    def _add_suffix(
+        self, name: str, param_groups: list[dict], param_group_index: int, use_names: bool = True
+    ) -> str:
+        group_name = param_groups[param_group_index].get("name")
+        if use_names and len(param_groups) == 1 and group_name:
+            return f"{name.split('-', 1)[0]}-{group_name}"  # lr-generator
+        return super()._add_suffix(name, param_groups, param_group_index, use_names)
 
 
 class BestCheckpoint(ModelCheckpoint):

@@ -21,7 +21,47 @@ from zoo.compare import NOT_APPLICABLE
 RUN_ID = secrets.token_hex(3)
 OmegaConf.register_new_resolver("run_id", lambda: RUN_ID, use_cache=True, replace=True)
 
+# Overrides that say where a run writes or how it shows progress, not what it trains: left out of
+# its name (model and data name its parent folder).
+UNNAMED = ("paths.", "hydra.", "ckpt_path", "threads", "callbacks.", "logger.")
+NAME_LIMIT = 120  # characters of overrides in a folder name; the token keeps it unique
+
+
+def readable_overrides(overrides: list[str]) -> str:
+    """What a run changed, for its name: `optimizer=sgd,trainer.max_epochs=5` (sorted, without
+    where-to-write overrides; `/` and spaces made safe for a folder name)."""
+    kept = []
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in ("model", "data") or key.startswith(UNNAMED):
+            continue
+        kept.append(f"{key}={value}" if value else f"~{key}")
+    name = ",".join(sorted(kept)).replace("/", "-").replace(" ", "")
+    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
+
+
+def run_name(*parts: str) -> str:
+    """`parts[0]`, the run's readable overrides and the other parts, joined by `_` (empty ones
+    left out): a Hydra resolver, `${run_name:${hydra.job.num},${now:...}}`."""
+    overrides = readable_overrides(current_overrides() or [])
+    return "_".join(str(part) for part in (parts[0], overrides, *parts[1:]) if str(part))
+
+
+OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+
+
+def project_root() -> str:
+    """The checkout holding train.py and conf/ when the zoo runs from one (logs/ and data/ go
+    there, whatever the working directory); else the working directory."""
+    root = Path(__file__).resolve().parent.parent
+    return str(root if (root / "conf").is_dir() and (root / "train.py").is_file() else Path.cwd())
+
+
+OmegaConf.register_new_resolver("project_root", project_root, use_cache=True, replace=True)
+
 RECORD = ".hydra"
+
+
 def current_overrides() -> list[str] | None:
     """This run's command-line overrides; None outside Hydra."""
     if not HydraConfig.initialized():
