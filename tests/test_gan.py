@@ -66,7 +66,7 @@ def test_one_epoch_logs_losses_discriminator_outputs_samples_and_scores(make_con
     assert expected <= set(events.Tags()["scalars"])
     row = hparams_row(events)
     assert row["lr.generator"].number_value == pytest.approx(3e-4)  # not the optimizer yaml's
-    assert row["net"].string_value == "Generator + Discriminator" and "lr" not in row
+    assert row["task"].string_value == "Adversarial" and "lr" not in row
     assert events.Tags()["images"] == ["samples"]
     image = events.Images("samples")[0]
     assert image.width >= 8 * 8 and image.height >= 8 * 8  # an 8x8 grid of 8x8 digits, or larger

@@ -233,7 +233,7 @@ class RunStats(Callback):
         self.samples += len(first)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        seconds = time.perf_counter() - self.start
+        self.seconds = seconds = time.perf_counter() - self.start  # also the summary line's
         stats = {
             "run/parameters": float(sum(p.numel() for p in pl_module.parameters())),
             "run/fit_seconds": seconds,

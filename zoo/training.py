@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from zoo.callbacks import RunStats
 from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
 from zoo.compare import NOT_APPLICABLE
 from zoo.hparams import flatten, hparams_summaries, shown
@@ -233,7 +234,8 @@ def train(config: DictConfig) -> dict[str, float]:
             sigterm = isinstance(stop, SIGTERMException)
             raise SystemExit(128 + (signal.SIGTERM if sigterm else signal.SIGINT)) from None
         raise
-    fit_seconds = time.perf_counter() - start
+    stats = [c for c in trainer.callbacks if isinstance(c, RunStats) and hasattr(c, "seconds")]
+    fit_seconds = stats[0].seconds if stats else time.perf_counter() - start  # compare.py's too
     metrics = final_metrics(trainer, "val/")
     best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
     trainer.test(
