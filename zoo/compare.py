@@ -15,7 +15,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 # A sweep's run folder for a model/data pair that cannot work holds this file, with the reason.
 NOT_APPLICABLE = "not_applicable.txt"
-COLUMNS = ("run", "model", "data", "parameters", "best", "test", "epochs", "fit s", "samples/s")
+COLUMNS = ("run", "model", "data", "params", "best", "test", "epochs", "fit s", "samples/s")
 # A run's headline metric, the first it logs of these; higher is better for those in HIGHER.
 VAL_METRICS = ("val/acc", "val/mse", "val/fid", "val/bpc", "val/loss")
 TEST_METRICS = ("test/acc", "test/mse", "test/fid", "test/bpc", "test/nmi", "test/loss")
@@ -70,9 +70,9 @@ class Run:
             "run": relative(self.folder, root),
             "model": self.model,
             "data": self.dataset,
-            "parameters": fmt(stats["parameters"], "{:,.0f}"),
-            "best": fmt(self.best(), "{:.4f}"),
-            "test": fmt(self.last(self.test_metric), "{:.4f}"),
+            "params": fmt(stats["parameters"], "{:,.0f}"),
+            "best": score(self.best()),
+            "test": score(self.last(self.test_metric)),
             "epochs": fmt(epochs, "{:.0f}"),
             "fit s": fmt(stats["fit_seconds"], "{:.1f}"),
             "samples/s": fmt(stats["samples_per_second"], "{:,.0f}"),
@@ -83,6 +83,11 @@ def fmt(value: Any, pattern: str = "{:.4g}") -> str:
     if value is None:
         return "-"
     return pattern.format(value) if isinstance(value, (int, float)) else str(value)
+
+
+def score(value: float | None) -> str:
+    """0.9123, or 2,495.0 for large values (an MSE in the data's units)."""
+    return fmt(value, "{:.4f}" if value is None or abs(value) < 100 else "{:,.1f}")
 
 
 def relative(folder: Path, root: Path) -> str:
@@ -195,10 +200,10 @@ def report(runs: list[Run], root: Path, columns: tuple[str, ...], width: int | N
     """One table per task and metric: its headline, then its runs best first."""
     parts = []
     for group, members in grouped(runs).items():
-        test = members[0].test_metric or "-"
+        runs_ = f"{len(members)} run{'s' * (len(members) != 1)}"
+        metrics = f"best = best {members[0].val_metric}, test = {members[0].test_metric or '-'}"
         parts.append(
-            f"{group}: {len(members)} runs, best first (best = best {members[0].val_metric}, "
-            f"test = {test})\n{table(members, root, columns, width)}"
+            f"{group}: {runs_}, best first ({metrics})\n{table(members, root, columns, width)}"
         )
     return "\n\n".join(parts)
 

@@ -23,7 +23,15 @@ OmegaConf.register_new_resolver("run_id", lambda: RUN_ID, use_cache=True, replac
 
 # Overrides that say where a run writes or how it shows progress, not what it trains: left out of
 # its name (model and data name its parent folder).
-UNNAMED = ("paths.", "hydra.", "ckpt_path", "threads", "callbacks.", "logger.")
+UNNAMED = (
+    "paths.",
+    "hydra.",
+    "ckpt_path",
+    "threads",
+    "callbacks.",
+    "logger.",
+    "trainer.enable_progress_bar",
+)
 NAME_LIMIT = 120  # characters of overrides in a folder name; the token keeps it unique
 
 
