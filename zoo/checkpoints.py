@@ -51,9 +51,7 @@ def override_key(override: str) -> str:
 
 def experiment_overrides(overrides: list[str]) -> dict[str, str]:
     """The overrides that define the experiment (not the ones a resume may change), by key."""
-    return {
-        override_key(o): o for o in overrides if not override_key(o).startswith(RESUMABLE_KEYS)
-    }
+    return {override_key(o): o for o in overrides if not override_key(o).startswith(RESUMABLE_KEYS)}
 
 
 def resume_conflict(recorded: list[str], given: list[str]) -> str | None:

@@ -13,6 +13,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from zoo.naming import NAME_LIMIT, readable_items
+
 # A sweep's run folder for a model/data pair that cannot work holds this file, with the reason.
 NOT_APPLICABLE = "not_applicable.txt"
 COLUMNS = ("run", "model", "data", "params", "best", "test", "epochs", "fit s", "samples/s")
@@ -33,6 +35,7 @@ class Run:
     dataset: str
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     hparams: dict[str, Any] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)  # its readable overrides (zoo.naming)
 
     def last(self, tag: str | None) -> float | None:
         series = self.scalars.get(tag or "")
@@ -100,6 +103,29 @@ def relative(folder: Path, root: Path) -> str:
     return TIMESTAMP.sub("", name).rstrip("_/") or name
 
 
+def display_name(run: Run, root: Path, shared: set[str]) -> str:
+    """The run's folder under `root` without start times and without the `shared` overrides
+    (those of every run in its table, said once above it)."""
+    name = relative(run.folder, root)
+    written = readable_overrides_of(run.changed)
+    if shared and written and written in name:
+        kept = ",".join(item for item in run.changed if item not in shared)
+        name = name.replace(written, kept)
+        name = re.sub(r"_+(?=/|_|$)", "", name)
+    return name
+
+
+def readable_overrides_of(items: list[str]) -> str:
+    name = ",".join(items)
+    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
+
+
+def recorded_overrides(folder: Path) -> list[str]:
+    """The run's command-line overrides from its record (.hydra/overrides.yaml)."""
+    record = folder / ".hydra" / "overrides.yaml"
+    return list(yaml.safe_load(record.read_text()) or []) if record.is_file() else []
+
+
 def names(folder: Path) -> tuple[str, str]:
     """(model, dataset) from Hydra's recorded choices, else from the folder name."""
     hydra_file = folder / ".hydra" / "hydra.yaml"
@@ -134,6 +160,7 @@ def load_run(folder: Path) -> Run:
     for tag in events.Tags()["scalars"]:
         run.scalars[tag] = [(event.step, event.value) for event in events.Scalars(tag)]
     run.hparams = hparams_row(events)
+    run.changed = readable_items(recorded_overrides(folder))
     return run
 
 
@@ -175,13 +202,31 @@ def shorten(text: str, width: int) -> str:
     return text[: keep - keep // 2] + "..." + text[len(text) - keep // 2 :]
 
 
+def shared_overrides(runs: list[Run]) -> set[str]:
+    """The overrides every one of `runs` has (none for a single run: its name says them)."""
+    if len(runs) < 2:
+        return set()
+    return set.intersection(*(set(run.changed) for run in runs))
+
+
 def table(
     runs: list[Run], root: Path, columns: tuple[str, ...] = COLUMNS, width: int | None = None
 ) -> str:
     """A plain-text table, one row per run, within `width` characters (the terminal's): the
-    run column gives way first. Columns beyond COLUMNS are HPARAMS ones (`lr`, `model.cell`)."""
+    run column gives way first; its names leave out the overrides all rows share. Columns
+    beyond COLUMNS are HPARAMS ones (`lr`, `model.cell`)."""
     width = width or shutil.get_terminal_size((120, 24)).columns
-    rows = [list(columns), *([run.cells(root).get(c, "-") for c in columns] for run in runs)]
+    shared = shared_overrides(runs)
+    rows = [
+        list(columns),
+        *(
+            [
+                run.cells(root).get(c, "-") if c != "run" else display_name(run, root, shared)
+                for c in columns
+            ]
+            for run in runs
+        ),
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     if "run" in columns:
         at = columns.index("run")
@@ -197,13 +242,17 @@ def table(
 
 
 def report(runs: list[Run], root: Path, columns: tuple[str, ...], width: int | None) -> str:
-    """One table per task and metric: its headline, then its runs best first."""
+    """One table per task and metric: its headline, the overrides all its runs share, then its
+    runs best first."""
     parts = []
     for group, members in grouped(runs).items():
         runs_ = f"{len(members)} run{'s' * (len(members) != 1)}"
         metrics = f"best = best {members[0].val_metric}, test = {members[0].test_metric or '-'}"
+        shared = ",".join(sorted(shared_overrides(members)))
+        common = f"\nall with: {shared}" if shared else ""
         parts.append(
-            f"{group}: {runs_}, best first ({metrics})\n{table(members, root, columns, width)}"
+            f"{group}: {runs_}, best first ({metrics}){common}\n"
+            f"{table(members, root, columns, width)}"
         )
     return "\n\n".join(parts)
 
@@ -215,21 +264,24 @@ def plot(runs: list[Run], path: Path, root: Path, top: int = 10) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     groups = grouped(runs)
     figure, axes = plt.subplots(len(groups), 1, figsize=(13, 3.8 * len(groups)), squeeze=False)
     for axis, (group, members) in zip(axes[:, 0], groups.items()):
         shown = members[:top]
+        shared = shared_overrides(members)
         for run in shown:
             series = run.scalars.get(run.val_metric, [])
             axis.plot(
                 range(1, len(series) + 1),
                 [v for _, v in series],
                 marker=".",
-                label=shorten(relative(run.folder, root), 60),
+                label=f"{score(run.best())}  {shorten(display_name(run, root, shared), 70)}",
             )
         hidden = f", best {len(shown)} of {len(members)}" if len(members) > len(shown) else ""
         axis.set(xlabel="epoch", ylabel=shown[0].val_metric, title=f"{group}{hidden}")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()

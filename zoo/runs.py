@@ -15,37 +15,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.compare import NOT_APPLICABLE
+from zoo.naming import readable_overrides
 
 # One token per process, so two runs (or sweeps) started in the same second never share a folder.
 # Cached like Hydra's ${now:}: a sweep's jobs, even in other processes, see the launcher's value.
 RUN_ID = secrets.token_hex(3)
 OmegaConf.register_new_resolver("run_id", lambda: RUN_ID, use_cache=True, replace=True)
-
-# Overrides that say where a run writes or how it shows progress, not what it trains: left out of
-# its name (model and data name its parent folder).
-UNNAMED = (
-    "paths.",
-    "hydra.",
-    "ckpt_path",
-    "threads",
-    "callbacks.",
-    "logger.",
-    "trainer.enable_progress_bar",
-)
-NAME_LIMIT = 120  # characters of overrides in a folder name; the token keeps it unique
-
-
-def readable_overrides(overrides: list[str]) -> str:
-    """What a run changed, for its name: `optimizer=sgd,trainer.max_epochs=5` (sorted, without
-    where-to-write overrides; `/` and spaces made safe for a folder name)."""
-    kept = []
-    for override in overrides:
-        key, _, value = override.lstrip("+~").partition("=")
-        if key in ("model", "data") or key.startswith(UNNAMED):
-            continue
-        kept.append(f"{key}={value}" if value else f"~{key}")
-    name = ",".join(sorted(kept)).replace("/", "-").replace(" ", "")
-    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
 
 
 def run_name(*parts: str) -> str:
