@@ -34,7 +34,7 @@ def test_compare_tables_finished_runs_plots_them_and_skips_crashed(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith("skipped") and "crashed" in line for line in lines)
-    assert any(line.startswith("val/acc: 2 runs, best first") for line in lines)
+    assert any(line.startswith("val/acc (Supervised): 2 runs, best first") for line in lines)
     rows = {line.split()[1]: line.split() for line in lines if "-digits" in line}
     assert set(rows) == {"mlp", "cnn"}
     for cells in rows.values():

@@ -100,7 +100,9 @@ def test_runs_are_named_logged_by_yaml_name_and_compared_by_task(tmp_path):
         text=True,
         timeout=120,
     )
-    assert picked.stdout.splitlines()[1].split() == ["run", "lr", "best"]
+    assert picked.stdout.splitlines()[1].startswith("all with: optimizer=sgd,trainer.limit_")
+    assert picked.stdout.splitlines()[2].split() == ["run", "lr", "best"]
+    assert picked.stdout.splitlines()[4].split()[0].endswith("/0_mlp-digits")  # shared: said once
     assert (logs / "compare.png").read_bytes().startswith(b"\x89PNG")
 
 
