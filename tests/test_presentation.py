@@ -73,6 +73,7 @@ def test_runs_are_named_logged_by_yaml_name_and_compared_by_task(tmp_path):
     assert row["model"].string_value == "lstm" and row["net"].string_value == "RecurrentNet"
     assert row["model.cell"].string_value == "lstm" and row["lr"].number_value > 0
     assert {"test/confusion_matrix", "test/worst_classified"} <= set(events.Tags()["images"])
+    assert events.Tags()["graph"]  # the network's graph
     single_events = EventAccumulator(str(run))
     single_events.Reload()
     layouts = [

@@ -49,6 +49,8 @@ COLUMNS: dict[str, Any] = {
     "max_epochs": 0,
     "seed": 0,
 }
+# Shown first: TensorBoard displays the five hparams marked `differs` (then by name) at start.
+SHOWN_FIRST = ("model", "data", "optimizer", "lr", "scheduler")
 GROUPS = ("model", "optimizer", "scheduler")  # conf/ groups whose options become columns
 HIDDEN = ("._target_", "optimizer.lr", ".fid_cache_dir")  # shown otherwise, or not a setting
 
@@ -102,6 +104,8 @@ def hparams_summaries(table: dict[str, Any], metrics: list[str]) -> list[Summary
         for key, example in columns.items()
         if key not in listed
     )
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in SHOWN_FIRST
     listed = {info.name.tag for info in data.experiment.metric_infos}
     data.experiment.metric_infos.extend(
         MetricInfo(name=MetricName(tag=tag)) for tag in METRICS if tag not in listed
