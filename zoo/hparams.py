@@ -23,14 +23,14 @@ from zoo.registry import CONFIG_DIR
 METRICS = (
     *(
         f"{stage}/{name}"
-        for name in ("acc", "loss", "mse", "mae", "r2", "fid", "bpc", "recon", "kl")
+        for name in ("acc", "mse", "fid", "bpc", "loss", "r2", "mae", "recon", "kl")
         for stage in ("val", "test")
     ),
     "test/nmi",
     "test/nmi_pixels",
     "test/probe_acc",
-    "run/parameters",
     "run/fit_seconds",
+    "run/parameters",
     "run/samples_per_second",
     "run/epochs",
 )
@@ -106,9 +106,9 @@ def hparams_summaries(table: dict[str, Any], metrics: list[str]) -> list[Summary
     )
     for info in data.experiment.hparam_infos:
         info.differs = info.name in SHOWN_FIRST
-    listed = {info.name.tag for info in data.experiment.metric_infos}
-    data.experiment.metric_infos.extend(
-        MetricInfo(name=MetricName(tag=tag)) for tag in METRICS if tag not in listed
-    )
+    own = [info.name.tag for info in data.experiment.metric_infos if info.name.tag not in METRICS]
+    data.experiment.ClearField("metric_infos")  # one order, whichever run TensorBoard reads
+    data.experiment.metric_infos.extend(MetricInfo(name=MetricName(tag=t)) for t in METRICS)
+    data.experiment.metric_infos.extend(MetricInfo(name=MetricName(tag=t)) for t in own)
     layout.value[0].metadata.plugin_data.content = data.SerializeToString()
     return [layout, start, end]
