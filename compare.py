@@ -13,8 +13,9 @@ if __name__ == "__main__":
         "folders",
         nargs="*",
         type=Path,
-        default=[Path("logs")],
-        help="run folders or parents of run folders (default: logs)",
+        default=[Path(__file__).resolve().parent / "logs"],
+        help="run folders or parents of run folders (default: the checkout's logs/, where "
+        "train.py writes)",
     )
     parser.add_argument(
         "--plot", type=Path, default=None, help="PNG path (default: <first folder>/compare.png)"
