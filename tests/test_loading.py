@@ -19,7 +19,15 @@ from test_faults import Payload
 import sample
 import zoo
 from zoo.checkpoints import CheckpointError, read_checkpoint
-from zoo.tasks import TASKS, Adversarial, LanguageModel, Supervised, Task
+from zoo.tasks import (
+    TASKS,
+    Adversarial,
+    LanguageModel,
+    Reconstruction,
+    Supervised,
+    Task,
+    VariationalReconstruction,
+)
 
 UNSAFE_LOAD = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"  # =1: torch unpickles anything unless told not to
 MODULE = "zoo_test_planted"  # a module that leaves a marker when imported
@@ -63,7 +71,13 @@ def planted_module(tmp_path, monkeypatch) -> Path:
 
 
 def test_the_task_list_is_the_zoos_own_classes():
-    assert set(TASKS.values()) == {Supervised, LanguageModel, Adversarial}
+    assert set(TASKS.values()) == {
+        Supervised,
+        LanguageModel,
+        Adversarial,
+        Reconstruction,
+        VariationalReconstruction,
+    }
     assert all(name.startswith("zoo.tasks.") for name in TASKS)
 
 

@@ -90,6 +90,10 @@ def test_a_sweep_runs_every_point_and_lists_the_refused_ones(tmp_path):
     (ran,) = [p for p in sweep.iterdir() if (p / "checkpoints" / "last.ckpt").is_file()]
     assert ran.name.startswith(tuple("0123")) and "mlp" in ran.name and "lr=0.01" in ran.name
     assert sweep_summary(sweep)[1] == 2
+    listed = subprocess.run(
+        [sys.executable, str(REPO / "compare.py"), str(sweep)], capture_output=True, text=True
+    )
+    assert listed.stdout.count("failed ") == 2 and listed.stdout.count("not applicable ") == 1
 
 
 def test_cpu_threads_default_leaves_cores_free_and_a_run_uses_it(tmp_path):

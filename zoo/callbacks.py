@@ -3,6 +3,8 @@ Ctrl-C and SIGTERM, run stats."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -195,8 +197,12 @@ class LastCheckpoint(Callback):
         )
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.stop_if_interrupted()
         if self.due(trainer):
             self.save(trainer)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.stop_if_interrupted()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.last_write = time.monotonic()
@@ -204,6 +210,30 @@ class LastCheckpoint(Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         folder = checkpoint_dir(trainer)
         self.overrides = hydra_overrides(folder.parent) if folder else None
+        self.interrupted = False
+        self.previous_sigint = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous_sigint = signal.signal(signal.SIGINT, self.note_interrupt)
+
+    def note_interrupt(self, signum: int, frame: Any) -> None:
+        """Ctrl-C during fit: stop at the end of the step in progress, like SIGTERM, not at
+        whatever line runs (a KeyboardInterrupt inside a library can leave it locked and the
+        process hung at exit). A second Ctrl-C stops at once."""
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+
+    def stop_if_interrupted(self) -> None:
+        if getattr(self, "interrupted", False):
+            raise KeyboardInterrupt
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.restore_sigint()
+
+    def restore_sigint(self) -> None:
+        if getattr(self, "previous_sigint", None) is not None:
+            signal.signal(signal.SIGINT, self.previous_sigint)
+            self.previous_sigint = None
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
@@ -217,6 +247,7 @@ class LastCheckpoint(Callback):
     ) -> None:
         # Ctrl-C, or SIGTERM (kill, Docker, batch schedulers; Lightning raises SIGTERMException
         # after the step in progress). While fitting, also during its validation passes.
+        self.restore_sigint()
         stopped = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
         if stopped and trainer.state.fn == TrainerFn.FITTING:
             if trainer.world_size > 1:  # saving is a collective; other processes may be anywhere

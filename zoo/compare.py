@@ -16,7 +16,8 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from zoo.naming import NAME_LIMIT, readable_items
 
 # A sweep's run folder for a model/data pair that cannot work holds this file, with the reason.
-NOT_APPLICABLE = "not_applicable.txt"
+NOT_APPLICABLE = "not_applicable.txt"  # a sweep point whose model and data cannot meet
+FAILED = "failed.txt"  # a sweep point refused with a bad value (zoo.runs.refuse)
 COLUMNS = ("run", "model", "data", "params", "best", "test", "epochs", "fit s", "samples/s")
 # A run's headline metric, the first it logs of these; higher is better for those in HIGHER.
 VAL_METRICS = ("val/acc", "val/mse", "val/fid", "val/bpc", "val/loss")
@@ -308,6 +309,8 @@ def compare(
         print(f"skipped {folder}: {reason}")
     for record in sorted(p for root in roots for p in root.rglob(NOT_APPLICABLE)):
         print(f"not applicable {record.parent}: {record.read_text().strip()}")
+    for record in sorted(p for root in roots for p in root.rglob(FAILED)):
+        print(f"failed {record.parent}: {record.read_text().strip()}")
     if not runs:
         print(f"error: no finished runs under {', '.join(map(str, roots))}")
         return 1

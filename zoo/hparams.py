@@ -65,7 +65,8 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     }
 
 
-def shown(table: dict[str, Any]) -> dict[str, Any]:
+def settings(table: dict[str, Any]) -> dict[str, Any]:
+    """`table` without the HIDDEN keys (`_target_`s, the optimizer yaml's lr, cache paths)."""
     return {k: v for k, v in table.items() if not k.endswith(HIDDEN)}
 
 
@@ -77,7 +78,7 @@ def registry_columns() -> dict[str, Any]:
     for group in GROUPS:
         for path in sorted((CONFIG_DIR / group).glob("*.yaml")):
             options = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-            for key, value in shown(flatten(options, f"{group}.")).items():
+            for key, value in settings(flatten(options, f"{group}.")).items():
                 if columns.get(key) is None:
                     columns[key] = value
     return columns

@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.compare import NOT_APPLICABLE
+from zoo.compare import FAILED, NOT_APPLICABLE
 from zoo.naming import readable_overrides
 
 # One token per process, so two runs (or sweeps) started in the same second never share a folder.
@@ -66,7 +66,6 @@ def write_record(folder: Path, config: object) -> None:
     OmegaConf.save(OmegaConf.create(current_overrides()), record / "overrides.yaml")
 
 
-FAILED = "failed.txt"
 NEW_FOLDERS: list[Path] = []  # the run folder and those of its parents this process creates
 
 

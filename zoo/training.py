@@ -23,8 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo.callbacks import RunStats
 from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
+from zoo.cluster import slurm_requeued
 from zoo.compare import NOT_APPLICABLE
-from zoo.hparams import flatten, hparams_summaries, shown
+from zoo.hparams import flatten, hparams_summaries, settings
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import DoesNotFitError, accepted_inputs, build_model
 from zoo.runs import current_overrides, write_record
@@ -156,7 +157,7 @@ def hparams_table(config: DictConfig, model: Task) -> dict[str, Any]:
     lrs = {name: c.get("lr") for name, c in model.optimizer_configs().items()}
     scheduler = config.get("scheduler")
     options = {key: container(config.get(key)) for key in ("model", "optimizer", "scheduler")}
-    return shown(flatten(options)) | {
+    return settings(flatten(options)) | {
         "model": choice("model") or model.name,
         "net": model.name,
         "task": type(model).__name__,
@@ -223,7 +224,7 @@ def train(config: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(
         config.get("ckpt_path"), config.paths.output_dir, model, current_overrides()
     )
-    check_fresh_folder(trainer, resuming=ckpt_path is not None)
+    check_fresh_folder(trainer, resuming=ckpt_path is not None or slurm_requeued(trainer))
     if trainer.is_global_zero:
         write_record(Path(config.paths.output_dir), config)
     start = time.perf_counter()

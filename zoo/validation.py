@@ -34,6 +34,7 @@ TOP_LEVEL_KEYS = {
     "ckpt_path",
     "paths",
     "threads",
+    "optimized_metric",  # what a search trial returns (conf/hparams_search/, zoo/search.py)
 }
 INTEGER_KEYS = ("seed", "trainer.max_epochs", "trainer.max_steps", "trainer.log_every_n_steps")
 _UNCHECKED = object()  # a type hint this check does not judge (a class, a callable, Any, ...)

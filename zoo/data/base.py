@@ -89,6 +89,9 @@ class TensorDataModule(L.LightningDataModule):
     name = "tensors"
     kind = "classification"  # or "regression"
     flippable = True  # mirror images left to right under augment=True (not digits)
+    # Image data: {"mean": [...], "std": [...]} per channel, applied to pixels scaled to [0, 1];
+    # tasks record it in their checkpoints, so predict.py prepares images the same way.
+    image_normalisation: dict[str, list[float]] | None = None
 
     def __init__(
         self,

@@ -31,4 +31,5 @@ class DigitsDataModule(TensorDataModule):
         index = split_indices(len(labels), self.val_fraction, self.test_fraction, self.seed)
         train = images[index["train"]]
         mean, std = train.mean(), train.std()
+        self.image_normalisation = {"mean": [float(mean)], "std": [float(std)]}
         return {split: ((images[i] - mean) / std, labels[i]) for split, i in index.items()}

@@ -199,6 +199,7 @@ class FolderDataModule(TensorDataModule):
             )
             sample = [self.files["train"][i] for i in order[:STATS_SAMPLE].tolist()]
             self.mean, self.std = channel_stats(self.decode_all(sample)[0])
+        self.image_normalisation = {"mean": self.mean.tolist(), "std": self.std.tolist()}
         super().setup(stage)
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:

@@ -63,6 +63,7 @@ class TorchvisionDataModule(TensorDataModule):
         self.download = download
         self.val_size = val_size
         self.seed = seed
+        self.image_normalisation = {"mean": list(self.mean), "std": list(self.std)}
 
     def read(self, train: bool) -> tuple[Tensor, Tensor]:
         """One official split as (normalised float32 images N x C x H x W, int64 labels), its

@@ -117,7 +117,7 @@ class ViT(nn.Module):
         """(batch, C, H, W) -> (batch, [1 +] patches, width) tokens with positions added."""
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (batch, patches, width), row-major
         if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return self.embed_drop(x + self.pos_embed)
 
     def forward(self, x: Tensor) -> Tensor:

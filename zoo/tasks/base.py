@@ -164,6 +164,8 @@ class Task(L.LightningModule):
         self.compile_networks = compile  # nn.Module.compile is a method: keep that name free
         self.channels_last = False  # set in `setup` for convolutional nets on CUDA
         self.references: dict[str, float] = {}  # reference points the data offers for the scores
+        # How the data normalised images (its `image_normalisation`), kept in checkpoints.
+        self.image_normalisation: dict[str, list[float]] | None = None
         self.train_means = EpochMeans(list(self.train_values))
         self.val_means, self.test_means = (EpochMeans(list(self.eval_values)) for _ in range(2))
 
@@ -209,6 +211,10 @@ class Task(L.LightningModule):
         checkpoint["zoo_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         checkpoint["zoo_lrs"] = self.configured_lrs()
         checkpoint["zoo_optimizers"] = self.optimizer_classes()
+        datamodule = self.trainer.datamodule if self.trainer_attached() else None
+        normalisation = getattr(datamodule, "image_normalisation", self.image_normalisation)
+        if normalisation is not None:  # how the data normalised images, for predict.py
+            checkpoint["zoo_image_normalisation"] = normalisation
 
     def configured_lrs(self) -> list[float | None]:
         return [config.get("lr") for config in self.optimizer_configs().values()]
@@ -219,7 +225,9 @@ class Task(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A resume whose configured learning rate differs from the checkpoint's run (lower
         after a NaN, say) applies it: each such optimizer's lr is scaled by new / old on
-        train start, once the optimizer state (which holds the old lr) is restored."""
+        train start, once the optimizer state (which holds the old lr) is restored. The data's
+        image normalisation, where the checkpoint records it, becomes `image_normalisation`."""
+        self.image_normalisation = checkpoint.get("zoo_image_normalisation")
         saved_classes = checkpoint.get("zoo_optimizers", self.optimizer_classes())
         if self.trainer_attached() and saved_classes != self.optimizer_classes():
             raise CheckpointError(

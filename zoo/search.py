@@ -1,0 +1,32 @@
+"""Hyperparameter search (`python train.py -m hparams_search=<name>`): what a trial returns to
+Hydra's Optuna sweeper, and which way is better for each metric."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+# Metric names are a contract (*/acc, */mse, */bpc, */fid, */nmi, */loss): these grow better up.
+HIGHER_IS_BETTER = ("acc", "nmi")
+
+
+def direction(metric: str) -> str:
+    """Optuna's direction for a metric: "maximize" for */acc and */nmi, else "minimize"."""
+    return "maximize" if metric.rsplit("/", 1)[-1] in HIGHER_IS_BETTER else "minimize"
+
+
+# conf/hparams_search/*.yaml: `direction: ${direction:${optimized_metric}}`.
+if not OmegaConf.has_resolver("direction"):
+    OmegaConf.register_new_resolver("direction", direction)
+
+
+def objective(config: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value of the config's `optimized_metric` (a sweep's score), if it names one.
+
+    A run that gives no such metric (a model/data pair skipped as not applicable) returns None,
+    which the sweeper records as a failed trial (max_failure_rate decides whether the search goes
+    on). Not NaN: the plugin's handling of a NaN score itself fails (optuna 2.10).
+    """
+    metric = config.get("optimized_metric")
+    if metric is None or metric not in metrics:
+        return None
+    return float(metrics[metric])
