@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # Overrides that say where a run writes or how it shows progress, not what it trains: left out of
 # its name (model and data name its parent folder).
 UNNAMED = (
@@ -31,3 +33,10 @@ def readable_overrides(overrides: list[str]) -> str:
     """What a run changed, for its name: `optimizer=sgd,trainer.max_epochs=5`."""
     name = ",".join(readable_items(overrides))
     return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
+
+
+def hydra_value(text: str) -> str:
+    """`text` as a Hydra override value: its grammar's special characters (`=`, `,`, brackets,
+    spaces) escaped with `\\`, so a run folder named by its overrides can be passed back
+    (`hydra.run.dir=logs/cnn-digits/optimizer\\=sgd_...`)."""
+    return re.sub(r"([\\=,\[\]{}() ])", r"\\\1", text)
