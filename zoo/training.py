@@ -17,12 +17,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.callbacks import RunStats
-from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
+from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, first_line, resolve_ckpt_path
 from zoo.cluster import slurm_requeued
 from zoo.compare import NOT_APPLICABLE
 from zoo.hparams import flatten, hparams_summaries, settings
@@ -62,7 +63,7 @@ def explain(target: Any, error: BaseException) -> str:
             f"{unknown.group(1)} takes no option {unknown.group(2)!r}; "
             f"its yaml in conf/ lists the options it takes"
         )
-    return str(error)
+    return first_line(str(error))  # torch's C++ errors append a stack of frames
 
 
 def container(config: Any) -> Any:
@@ -97,6 +98,8 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
         )
     logger = build(config.logger) if config.get("logger") else False
     callbacks = [build(c) for c in (config.get("callbacks") or {}).values() if c]
+    if not logger:  # logger=null: nothing for a learning-rate monitor to write to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = build(
         config.trainer,
         logger=logger,

@@ -50,7 +50,7 @@ def check_config(config: DictConfig) -> None:
         value = OmegaConf.select(config, key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if config.seed < 0 or config.seed >= 2**32:
+    if not isinstance(config.seed, int) or not 0 <= config.seed < 2**32:
         raise ConfigError(f"seed must be in [0, 2**32), got {config.seed}")
     for section in ("data", "optimizer", "scheduler", "trainer", "logger"):
         node = config.get(section)

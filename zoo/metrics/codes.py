@@ -4,6 +4,7 @@ labels (normalised mutual information), and a logistic-regression probe's accura
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import normalized_mutual_info_score
@@ -13,8 +14,10 @@ from torch import Tensor
 
 
 def kmeans_nmi(features: Tensor, labels: Tensor, clusters: int, seed: int = 0) -> Tensor:
-    """NMI between the labels and k-means' `clusters` clusters of the (flattened) features."""
-    points = features.detach().flatten(1).double().cpu().numpy()
+    """NMI between the labels and k-means' `clusters` clusters of the (flattened) features,
+    each scaled to unit length first (k-means by direction, as for embeddings; codes and pixels
+    alike, docs/experiments.md)."""
+    points = F.normalize(features.detach().flatten(1).double(), dim=1).cpu().numpy()
     assigned = KMeans(clusters, n_init=10, random_state=seed).fit_predict(points)
     score = normalized_mutual_info_score(labels.cpu().numpy(), assigned)
     return torch.tensor(score, dtype=torch.float32)
