@@ -1,6 +1,7 @@
 """Samples from a trained model: a PNG grid from a GAN or a VAE, text from a language model.
 
-python sample.py ckpt_path=GAN_OR_VAE.ckpt n=64 nrow=8 seed=0 out=samples.png
+python sample.py ckpt_path=GAN_OR_VAE.ckpt n=64 nrow=8 seed=0 out=PNG  (default: samples.png in
+the checkpoint's run folder)
 python sample.py ckpt_path=LM.ckpt prompt="def " length=300 temperature=0.8 top_k=20 seed=0
 """
 
@@ -17,7 +18,7 @@ import zoo
 from zoo.tasks import Adversarial, LanguageModel, VariationalReconstruction
 
 USAGE = (
-    "usage: python sample.py ckpt_path=PATH [n=64] [nrow=8] [seed=0] [out=samples.png]  "
+    "usage: python sample.py ckpt_path=PATH [n=64] [nrow=8] [seed=0] [out=<run>/samples.png]  "
     "(GAN, VAE)\n"
     "       python sample.py ckpt_path=PATH [prompt=TEXT] [length=300] [temperature=0.8] "
     "[top_k=K] [seed=0] [out=FILE]  (language model)"
@@ -49,6 +50,12 @@ def image_grid(
     return destination
 
 
+def beside(ckpt_path: str) -> str:
+    """samples.png in the checkpoint's run folder (the folder holding `checkpoints/`)."""
+    folder = Path(ckpt_path).resolve().parent
+    return str((folder.parent if folder.name == "checkpoints" else folder) / "samples.png")
+
+
 def load(ckpt_path: str) -> Adversarial | VariationalReconstruction | LanguageModel:
     """The checkpoint's GAN, VAE or language model, in eval mode; else one ValueError line."""
     path = Path(ckpt_path)
@@ -68,7 +75,8 @@ def main(argv: list[str]) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     try:
-        model = load(arguments.pop("ckpt_path"))
+        ckpt_path = arguments.pop("ckpt_path")
+        model = load(ckpt_path)
         kind = type(model)
         unknown = set(arguments) - OPTIONS[kind]
         if unknown:
@@ -77,6 +85,7 @@ def main(argv: list[str]) -> int:
                 f"{', '.join(sorted(OPTIONS[kind]))}"
             )
         if kind in (Adversarial, VariationalReconstruction):
+            arguments.setdefault("out", beside(ckpt_path))
             print(f"wrote {image_grid(model, **arguments)}")
             return 0
         out = arguments.pop("out", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -30,3 +31,18 @@ def compose_config(output_dir: Path, overrides: list[str] = ()) -> DictConfig:
 def make_config(tmp_path: Path):
     """Factory: make_config("model=mlp", "trainer.max_epochs=1") -> composed DictConfig."""
     return lambda *overrides: compose_config(tmp_path, list(overrides))
+
+
+def hparams_tab(events: Any) -> dict[str, Any]:
+    """The HPARAMS tab's records in a run's events (an EventAccumulator), by tag."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    return {
+        tag: plugin_data_pb2.HParamsPluginData.FromString(content)
+        for tag, content in events.PluginTagToContent("hparams").items()
+    }
+
+
+def hparams_row(events: Any) -> Any:
+    """The run's own values in the HPARAMS tab (name -> protobuf Value)."""
+    return hparams_tab(events)["_hparams_/session_start_info"].session_start_info.hparams

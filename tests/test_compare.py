@@ -34,12 +34,15 @@ def test_compare_tables_finished_runs_plots_them_and_skips_crashed(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith("skipped") and "crashed" in line for line in lines)
+    assert any(line.startswith("val/acc (Supervised): 2 runs, best first") for line in lines)
     rows = {line.split()[1]: line.split() for line in lines if "-digits" in line}
     assert set(rows) == {"mlp", "cnn"}
     for cells in rows.values():
         assert cells[2] == "digits" and cells[3].replace(",", "").isdigit()  # parameters
-        assert cells[4] == "val/acc" and cells[6] == "test/acc" and cells[8] == "2"  # epochs
-        assert float(cells[9]) > 0 and float(cells[10].replace(",", "")) > 0  # seconds, samples/s
+        assert 0 < float(cells[4]) <= 1 and 0 < float(cells[5]) <= 1 and cells[6] == "2"  # epochs
+        assert float(cells[7]) > 0 and float(cells[8].replace(",", "")) > 0  # seconds, samples/s
+    best = [float(rows[model][4]) for model in rows]
+    assert best == sorted(best, reverse=True)  # best first
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, hparams_row
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.io import read_image
 
@@ -52,6 +52,7 @@ def test_one_epoch_logs_losses_discriminator_outputs_samples_and_scores(make_con
         "+trainer.limit_val_batches=2",
         "+trainer.limit_test_batches=2",
         "model.fid_classifier_epochs=1",
+        "model.g_lr=3e-4",
     )
     metrics = train(config)
     assert {"val/fid", "test/fid"} <= set(metrics) and metrics["test/fid"] > 0
@@ -61,8 +62,11 @@ def test_one_epoch_logs_losses_discriminator_outputs_samples_and_scores(make_con
         f"train/{name}_{when}"
         for name in ("g_loss", "d_loss", "d_real", "d_fake")
         for when in ("step", "epoch")
-    } | {"val/fid", "test/fid"}
+    } | {"val/fid", "test/fid", "lr-generator", "lr-discriminator"}
     assert expected <= set(events.Tags()["scalars"])
+    row = hparams_row(events)
+    assert row["lr.generator"].number_value == pytest.approx(3e-4)  # not the optimizer yaml's
+    assert row["task"].string_value == "Adversarial" and "lr" not in row
     assert events.Tags()["images"] == ["samples"]
     image = events.Images("samples")[0]
     assert image.width >= 8 * 8 and image.height >= 8 * 8  # an 8x8 grid of 8x8 digits, or larger

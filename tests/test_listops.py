@@ -171,10 +171,10 @@ def test_the_comparison_sweep_runs_tree_and_sequence_models_on_the_same_examples
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if " on listops: " in line]
     assert [line.split(" on ")[0] for line in lines] == [
-        "TreeLSTM",
-        "TreeRNN",
-        "RecurrentNet",
-        "GPT",
+        "treelstm (TreeLSTM)",
+        "treernn (TreeRNN)",
+        "lstm (RecurrentNet)",
+        "gpt (GPT)",
     ]
     assert all("test/acc" in line for line in lines)
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import REPO, compose_config
 
+from zoo.naming import hydra_value
 from zoo.runs import sweep_summary
 from zoo.training import build_run, cpu_threads
 
@@ -58,10 +59,11 @@ def test_a_refused_command_changes_no_earlier_record_and_leaves_no_folder(tmp_pa
     assert first.returncode == 0, first.stderr[-2000:]
     (run,) = (logs / "mlp-digits").iterdir()
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    old = hydra_value(str(run))  # its name holds `=` and `,` (data.batch_size=16,...)
     refused = [
         [*ONE_EPOCH, "optimizer.lr=-1"],  # a bad value, into a fresh folder
-        [*ONE_EPOCH, "optimizer.lr=-1", f"hydra.run.dir={run}"],  # the same, into the old run
-        [*ONE_EPOCH, "trainer.max_epochs=2", "ckpt_path=last", f"hydra.run.dir={run}"],  # no bs
+        [*ONE_EPOCH, "optimizer.lr=-1", f"hydra.run.dir={old}"],  # the same, into the old run
+        [*ONE_EPOCH, "trainer.max_epochs=2", "ckpt_path=last", f"hydra.run.dir={old}"],  # no bs
     ]
     for args in refused:
         result = subprocess.run(train_py(*args, log_dir=logs), capture_output=True, text=True)

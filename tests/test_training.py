@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, compose_config
+from conftest import REPO, compose_config, hparams_tab
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
 
 from zoo.training import ConfigError, build_run, train
 
@@ -41,16 +40,16 @@ def test_train_writes_metrics_hparams_and_checkpoints(make_config, tmp_path):
     events = scalars(tmp_path)
     assert EXPECTED_SCALARS <= set(events.Tags()["scalars"])
     assert len(events.Scalars("val/acc")) == 2  # one per epoch
-    hparams_tab = {
-        tag: plugin_data_pb2.HParamsPluginData.FromString(content)
-        for tag, content in events.PluginTagToContent("hparams").items()
-    }
-    metric_tags = {m.name.tag for m in hparams_tab["_hparams_/experiment"].experiment.metric_infos}
-    assert {"val/acc", "val/loss", "test/acc", "test/loss"} <= metric_tags
-    start = hparams_tab["_hparams_/session_start_info"].session_start_info
-    assert start.hparams["model"].string_value == "FeedForward"
+    tab = hparams_tab(events)
+    layout = tab["_hparams_/experiment"].experiment
+    metric_tags = {m.name.tag for m in layout.metric_infos}
+    assert {"val/acc", "val/loss", "test/acc", "test/loss", "val/fid", "test/mse"} <= metric_tags
+    columns = {info.name for info in layout.hparam_infos}
+    assert {"lr.generator", "model.cell", "model.activation", "model.g_lr"} <= columns  # others'
+    start = tab["_hparams_/session_start_info"].session_start_info
+    assert start.hparams["net"].string_value == "FeedForward"
     assert start.hparams["model.hidden_sizes"].string_value == "[256, 128]"
-    assert start.hparams["optimizer.lr"].number_value == pytest.approx(1e-3)
+    assert start.hparams["lr"].number_value == pytest.approx(1e-3)
     checkpoints = {p.name for p in (tmp_path / "checkpoints").glob("*.ckpt")}
     assert "last.ckpt" in checkpoints and any(n.startswith("best") for n in checkpoints)
 

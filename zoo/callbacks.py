@@ -11,7 +11,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
@@ -19,6 +20,39 @@ from torch import Tensor
 from zoo.checkpoints import checkpoint_dir, hydra_overrides, resume_command
 from zoo.lightning_private import logger_writes_this_step
 from zoo.validation import ConfigError
+
+
+class LearningRates(LearningRateMonitor):
+    """Lightning's LearningRateMonitor; an optimizer whose one parameter group has a `name` (a
+    GAN's `generator`, `discriminator`) logs as `lr-<name>`, not `lr-Adam` and `lr-Adam-1`.
+    (Overrides Lightning's private `_add_suffix`; tests/test_gan.py checks the names.)"""
+
+    def _add_suffix(
+        self, name: str, param_groups: list[dict], param_group_index: int, use_names: bool = True
+    ) -> str:
+        group_name = param_groups[param_group_index].get("name")
+        if use_names and len(param_groups) == 1 and group_name:
+            return f"{name.split('-', 1)[0]}-{group_name}"  # lr-generator
+        return super()._add_suffix(name, param_groups, param_group_index, use_names)
+
+
+class NetworkGraph(Callback):
+    """The network's graph in TensorBoard's GRAPHS tab (the torch writer's `add_graph`, as
+    Lightning's `log_graph`), for a task with one network and an example input
+    (`example_input_array`: not token or tree inputs, not GANs); a net that cannot be traced
+    trains on without its graph."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        example = getattr(pl_module, "example_input_array", None)
+        networks = pl_module.networks() if hasattr(pl_module, "networks") else {}
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if example is None or len(networks) != 1 or not loggers or not trainer.is_global_zero:
+            return
+        (net,) = networks.values()
+        try:
+            loggers[0].experiment.add_graph(net, example.to(pl_module.device))
+        except Exception as error:  # noqa: BLE001 - tracing fails in many ways; not fatal
+            print(f"no model graph in TensorBoard: {type(error).__name__}: {error}")
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -250,7 +284,7 @@ class RunStats(Callback):
         self.samples += len(first)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        seconds = time.perf_counter() - self.start
+        self.seconds = seconds = time.perf_counter() - self.start  # also the summary line's
         stats = {
             "run/parameters": float(sum(p.numel() for p in pl_module.parameters())),
             "run/fit_seconds": seconds,

@@ -17,6 +17,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 from torch import nn
 
+from zoo.naming import hydra_value
+
 # What a resume may change: how long and where it runs, how it logs and checkpoints, and the
 # learning rate (the fix for a NaN). Everything else defines the experiment and must match.
 RESUMABLE_KEYS = (
@@ -51,9 +53,7 @@ def override_key(override: str) -> str:
 
 def experiment_overrides(overrides: list[str]) -> dict[str, str]:
     """The overrides that define the experiment (not the ones a resume may change), by key."""
-    return {
-        override_key(o): o for o in overrides if not override_key(o).startswith(RESUMABLE_KEYS)
-    }
+    return {override_key(o): o for o in overrides if not override_key(o).startswith(RESUMABLE_KEYS)}
 
 
 def resume_conflict(recorded: list[str], given: list[str]) -> str | None:
@@ -234,5 +234,11 @@ def resume_command(checkpoint: Path, overrides: list[str] | None) -> str:
     target = "last" if checkpoint.name == "last.ckpt" else str(checkpoint)
     run_dir = checkpoint.parent.parent
     return shlex.join(
-        ["python", "train.py", *kept, f"ckpt_path={target}", f"hydra.run.dir={run_dir}"]
+        [
+            "python",
+            "train.py",
+            *kept,
+            f"ckpt_path={hydra_value(target)}",
+            f"hydra.run.dir={hydra_value(str(run_dir))}",
+        ]
     )

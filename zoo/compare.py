@@ -1,85 +1,130 @@
-"""Summarise finished runs from their TensorBoard event files: a table and one validation plot."""
+"""Summarise finished runs from their TensorBoard event files: one table per task and metric
+(best first, within the terminal's width) and a figure with one panel per task and metric."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+from zoo.naming import NAME_LIMIT, readable_items
 
 # A sweep's run folder for a model/data pair that cannot work holds this file, with the reason.
 NOT_APPLICABLE = "not_applicable.txt"  # a sweep point whose model and data cannot meet
 FAILED = "failed.txt"  # a sweep point refused with a bad value (zoo.runs.refuse)
-COLUMNS = (
-    "run",
-    "model",
-    "dataset",
-    "parameters",
-    "best val",
-    "test",
-    "epochs",
-    "fit s",
-    "samples/s",
-)
+COLUMNS = ("run", "model", "data", "params", "best", "test", "epochs", "fit s", "samples/s")
+# A run's headline metric, the first it logs of these; higher is better for those in HIGHER.
+VAL_METRICS = ("val/acc", "val/mse", "val/fid", "val/bpc", "val/loss")
+TEST_METRICS = ("test/acc", "test/mse", "test/fid", "test/bpc", "test/nmi", "test/loss")
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_?")  # ${now:...}_ in run folders
+HIGHER = ("val/acc", "test/acc", "test/nmi")
+STATS = ("parameters", "epochs", "fit_seconds", "samples_per_second")
 
 
 @dataclass
 class Run:
-    """One finished run: where it lives, what it trained, and its scalar series."""
+    """One finished run: where it lives, what it trained, its scalar series and HPARAMS row."""
 
     folder: Path
     model: str
     dataset: str
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)  # its readable overrides (zoo.naming)
 
-    def last(self, tag: str) -> float | None:
-        series = self.scalars.get(tag)
+    def last(self, tag: str | None) -> float | None:
+        series = self.scalars.get(tag or "")
         return series[-1][1] if series else None
 
     @property
     def val_metric(self) -> str:
-        return next((t for t in ("val/acc", "val/fid", "val/bpc") if t in self.scalars), "val/loss")
+        return next((t for t in VAL_METRICS if t in self.scalars), "val/loss")
 
-    def row(self, root: Path) -> list[str]:
-        """The run's cells in COLUMNS order."""
-        val = [v for _, v in self.scalars.get(self.val_metric, [])]
-        best = (max(val) if self.val_metric == "val/acc" else min(val)) if val else None
-        test_tag = next(
-            (
-                t
-                for t in ("test/acc", "test/fid", "test/bpc", "test/nmi", "test/loss")
-                if t in self.scalars
-            ),
-            None,
+    @property
+    def test_metric(self) -> str | None:
+        return next((t for t in TEST_METRICS if t in self.scalars), None)
+
+    @property
+    def group(self) -> str:
+        """The runs whose numbers compare: the same headline metric of the same task."""
+        task = self.hparams.get("task")
+        return f"{self.val_metric} ({task})" if task else self.val_metric
+
+    def best(self) -> float | None:
+        values = [v for _, v in self.scalars.get(self.val_metric, [])]
+        if not values:
+            return None
+        return max(values) if self.val_metric in HIGHER else min(values)
+
+    def cells(self, root: Path) -> dict[str, str]:
+        """The run's table cells by column name (also any HPARAMS column, e.g. `lr`)."""
+        stats = {tag: self.last(f"run/{tag}") for tag in STATS}
+        epochs = (
+            stats["epochs"]
+            if stats["epochs"] is not None
+            else len(self.scalars.get(self.val_metric, []))
         )
-        stats = {
-            tag: self.last(f"run/{tag}")
-            for tag in ("parameters", "epochs", "fit_seconds", "samples_per_second")
+        return {name: fmt(value) for name, value in self.hparams.items()} | {
+            "run": relative(self.folder, root),
+            "model": self.model,
+            "data": self.dataset,
+            "params": fmt(stats["parameters"], "{:,.0f}"),
+            "best": score(self.best()),
+            "test": score(self.last(self.test_metric)),
+            "epochs": fmt(epochs, "{:.0f}"),
+            "fit s": fmt(stats["fit_seconds"], "{:.1f}"),
+            "samples/s": fmt(stats["samples_per_second"], "{:,.0f}"),
         }
-        epochs = stats["epochs"] if stats["epochs"] is not None else len(val)
-        return [
-            relative(self.folder, root),
-            self.model,
-            self.dataset,
-            fmt(stats["parameters"], "{:,.0f}"),
-            f"{self.val_metric} {best:.4f}" if best is not None else "-",
-            f"{test_tag} {self.last(test_tag):.4f}" if test_tag else "-",
-            fmt(epochs, "{:.0f}"),
-            fmt(stats["fit_seconds"], "{:.1f}"),
-            fmt(stats["samples_per_second"], "{:,.0f}"),
-        ]
 
 
-def fmt(value: float | None, pattern: str) -> str:
-    return "-" if value is None else pattern.format(value)
+def fmt(value: Any, pattern: str = "{:.4g}") -> str:
+    if value is None:
+        return "-"
+    return pattern.format(value) if isinstance(value, (int, float)) else str(value)
+
+
+def score(value: float | None) -> str:
+    """0.9123, or 2,495.0 for large values (an MSE in the data's units)."""
+    return fmt(value, "{:.4f}" if value is None or abs(value) < 100 else "{:,.1f}")
 
 
 def relative(folder: Path, root: Path) -> str:
+    """The run's folder under `root`, start times left out (the folder's token still tells
+    runs apart): `cnn-digits/optimizer=sgd_4f2a1c`."""
     try:
-        return str(folder.relative_to(root)) or "."
+        name = str(folder.relative_to(root)) or "."
     except ValueError:
-        return str(folder)
+        name = str(folder)
+    return TIMESTAMP.sub("", name).rstrip("_/") or name
+
+
+def display_name(run: Run, root: Path, shared: set[str]) -> str:
+    """The run's folder under `root` without start times and without the `shared` overrides
+    (those of every run in its table, said once above it)."""
+    name = relative(run.folder, root)
+    written = readable_overrides_of(run.changed)
+    if shared and written and written in name:
+        kept = ",".join(item for item in run.changed if item not in shared)
+        name = name.replace(written, kept)
+        name = re.sub(r"_+(?=/|_|$)", "", name)
+    return name
+
+
+def readable_overrides_of(items: list[str]) -> str:
+    name = ",".join(items)
+    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
+
+
+def recorded_overrides(folder: Path) -> list[str]:
+    """The run's command-line overrides from its record (.hydra/overrides.yaml)."""
+    record = folder / ".hydra" / "overrides.yaml"
+    return list(yaml.safe_load(record.read_text()) or []) if record.is_file() else []
 
 
 def names(folder: Path) -> tuple[str, str]:
@@ -92,6 +137,22 @@ def names(folder: Path) -> tuple[str, str]:
     return model or "?", dataset or "?"
 
 
+def hparams_row(events: EventAccumulator) -> dict[str, Any]:
+    """The run's values in TensorBoard's HPARAMS tab (empty for runs that wrote none)."""
+    try:
+        content = events.PluginTagToContent("hparams").get("_hparams_/session_start_info")
+    except KeyError:  # no HPARAMS records at all
+        return {}
+    if content is None:
+        return {}
+    start = HParamsPluginData.FromString(content).session_start_info
+    return {
+        name: getattr(value, value.WhichOneof("kind"))
+        for name, value in start.hparams.items()
+        if value.WhichOneof("kind")
+    }
+
+
 def load_run(folder: Path) -> Run:
     """Read every scalar series in `folder` with TensorBoard's EventAccumulator."""
     events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
@@ -99,6 +160,8 @@ def load_run(folder: Path) -> Run:
     run = Run(folder, *names(folder))
     for tag in events.Tags()["scalars"]:
         run.scalars[tag] = [(event.step, event.value) for event in events.Scalars(tag)]
+    run.hparams = hparams_row(events)
+    run.changed = readable_items(recorded_overrides(folder))
     return run
 
 
@@ -121,48 +184,122 @@ def find_runs(roots: list[Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
     return finished, skipped
 
 
-def table(runs: list[Run], root: Path) -> str:
-    """A plain-text table, one row per run, columns aligned."""
-    rows = [list(COLUMNS), *(run.row(root) for run in runs)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+def grouped(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs by task and metric, each group best first (runs with no score last)."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.group, []).append(run)
+    for members in groups.values():
+        higher = members[0].val_metric in HIGHER
+        members.sort(key=lambda r: (r.best() is None, -(r.best() or 0) if higher else r.best()))
+    return dict(sorted(groups.items()))
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` in at most `width` characters, its middle cut out (`...`)."""
+    if len(text) <= width:
+        return text
+    keep = max(width - 3, 2)
+    return text[: keep - keep // 2] + "..." + text[len(text) - keep // 2 :]
+
+
+def shared_overrides(runs: list[Run]) -> set[str]:
+    """The overrides every one of `runs` has (none for a single run: its name says them)."""
+    if len(runs) < 2:
+        return set()
+    return set.intersection(*(set(run.changed) for run in runs))
+
+
+def table(
+    runs: list[Run], root: Path, columns: tuple[str, ...] = COLUMNS, width: int | None = None
+) -> str:
+    """A plain-text table, one row per run, within `width` characters (the terminal's): the
+    run column gives way first; its names leave out the overrides all rows share. Columns
+    beyond COLUMNS are HPARAMS ones (`lr`, `model.cell`)."""
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    shared = shared_overrides(runs)
+    rows = [
+        list(columns),
+        *(
+            [
+                run.cells(root).get(c, "-") if c != "run" else display_name(run, root, shared)
+                for c in columns
+            ]
+            for run in runs
+        ),
     ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    if "run" in columns:
+        at = columns.index("run")
+        others = sum(widths) - widths[at] + 2 * (len(columns) - 1)
+        widths[at] = max(min(widths[at], width - others), 20)
+        for row in rows:
+            row[at] = shorten(row[at], widths[at])
+    lines = [
+        "  ".join(cell.ljust(size) for cell, size in zip(row, widths)).rstrip() for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * size for size in widths))
     return "\n".join(lines)
 
 
-def plot(runs: list[Run], path: Path, root: Path) -> Path:
-    """Validation curves of every run on one figure: accuracy, FID for GANs, else loss."""
+def report(runs: list[Run], root: Path, columns: tuple[str, ...], width: int | None) -> str:
+    """One table per task and metric: its headline, the overrides all its runs share, then its
+    runs best first."""
+    parts = []
+    for group, members in grouped(runs).items():
+        runs_ = f"{len(members)} run{'s' * (len(members) != 1)}"
+        metrics = f"best = best {members[0].val_metric}, test = {members[0].test_metric or '-'}"
+        shared = ",".join(sorted(shared_overrides(members)))
+        common = f"\nall with: {shared}" if shared else ""
+        parts.append(
+            f"{group}: {runs_}, best first ({metrics}){common}\n"
+            f"{table(members, root, columns, width)}"
+        )
+    return "\n\n".join(parts)
+
+
+def plot(runs: list[Run], path: Path, root: Path, top: int = 10) -> Path:
+    """One panel per task and metric with the validation curves of its `top` best runs, the
+    legend beside the panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    metrics = sorted({run.val_metric for run in runs})
-    figure, axes = plt.subplots(1, len(metrics), figsize=(7 * len(metrics), 4.5), squeeze=False)
-    for axis, metric in zip(axes[0], metrics):
-        for run in runs:
-            series = run.scalars.get(metric)
-            if series:
-                axis.plot(
-                    range(1, len(series) + 1),
-                    [v for _, v in series],
-                    marker=".",
-                    label=f"{run.model} ({relative(run.folder, root)})",
-                )
-        axis.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch")
+    groups = grouped(runs)
+    figure, axes = plt.subplots(len(groups), 1, figsize=(13, 3.8 * len(groups)), squeeze=False)
+    for axis, (group, members) in zip(axes[:, 0], groups.items()):
+        shown = members[:top]
+        shared = shared_overrides(members)
+        for run in shown:
+            series = run.scalars.get(run.val_metric, [])
+            axis.plot(
+                range(1, len(series) + 1),
+                [v for _, v in series],
+                marker=".",
+                label=f"{score(run.best())}  {shorten(display_name(run, root, shared), 70)}",
+            )
+        hidden = f", best {len(shown)} of {len(members)}" if len(members) > len(shown) else ""
+        axis.set(xlabel="epoch", ylabel=shown[0].val_metric, title=f"{group}{hidden}")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)
     return path
 
 
-def compare(roots: list[Path], plot_path: Path) -> int:
-    """Print the table of finished runs under `roots`, say which were skipped, write the plot."""
+def compare(
+    roots: list[Path],
+    plot_path: Path,
+    columns: tuple[str, ...] = COLUMNS,
+    top: int = 10,
+    width: int | None = None,
+) -> int:
+    """Print the tables of finished runs under `roots`, say which were skipped, write the plot."""
     missing = [root for root in roots if not root.exists()]
     if missing:
         print(f"error: no such folder: {', '.join(map(str, missing))}")
@@ -178,6 +315,6 @@ def compare(roots: list[Path], plot_path: Path) -> int:
         print(f"error: no finished runs under {', '.join(map(str, roots))}")
         return 1
     root = roots[0] if len(roots) == 1 else Path.cwd()
-    print(table(runs, root))
-    print(f"plot: {plot(runs, plot_path, root)}")
+    print(report(runs, root, columns, width))
+    print(f"plot: {plot(runs, plot_path, root, top)}")
     return 0

@@ -15,13 +15,36 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.compare import FAILED, NOT_APPLICABLE
+from zoo.naming import readable_overrides
 
 # One token per process, so two runs (or sweeps) started in the same second never share a folder.
 # Cached like Hydra's ${now:}: a sweep's jobs, even in other processes, see the launcher's value.
 RUN_ID = secrets.token_hex(3)
 OmegaConf.register_new_resolver("run_id", lambda: RUN_ID, use_cache=True, replace=True)
 
+
+def run_name(*parts: str) -> str:
+    """`parts[0]`, the run's readable overrides and the other parts, joined by `_` (empty ones
+    left out): a Hydra resolver, `${run_name:${hydra.job.num},${now:...}}`."""
+    overrides = readable_overrides(current_overrides() or [])
+    return "_".join(str(part) for part in (parts[0], overrides, *parts[1:]) if str(part))
+
+
+OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+
+
+def project_root() -> str:
+    """The checkout holding train.py and conf/ when the zoo runs from one (logs/ and data/ go
+    there, whatever the working directory); else the working directory."""
+    root = Path(__file__).resolve().parent.parent
+    return str(root if (root / "conf").is_dir() and (root / "train.py").is_file() else Path.cwd())
+
+
+OmegaConf.register_new_resolver("project_root", project_root, use_cache=True, replace=True)
+
 RECORD = ".hydra"
+
+
 def current_overrides() -> list[str] | None:
     """This run's command-line overrides; None outside Hydra."""
     if not HydraConfig.initialized():

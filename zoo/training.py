@@ -21,18 +21,17 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.tensorboard.summary import hparams
 
+from zoo.callbacks import RunStats
 from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, first_line, resolve_ckpt_path
 from zoo.cluster import slurm_requeued
 from zoo.compare import NOT_APPLICABLE
+from zoo.hparams import flatten, hparams_summaries, settings
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import DoesNotFitError, accepted_inputs, build_model
 from zoo.runs import current_overrides, write_record
 from zoo.tasks import Task
 from zoo.validation import ConfigError, check_config
-
-HPARAM_SECTIONS = ("model", "optimizer", "scheduler", "seed")
 
 
 def build(target: DictConfig, **kwargs: Any) -> Any:
@@ -156,35 +155,38 @@ def drop_nvml_check_without_gpu(trainer: L.Trainer) -> None:
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists become strings."""
-    if not isinstance(tree, dict):
-        return {prefix[:-1]: tree if isinstance(tree, (int, float, str, bool)) else str(tree)}
-    return {
-        k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()
-    }
-
-
-def log_hparams_table(
-    logger: TensorBoardLogger, config: DictConfig, model_name: str, metrics: dict
-) -> None:
-    """TensorBoard's hparams tab: model, optimizer, data and epochs beside the final metrics.
-
-    Only the table's layout is written; the values come from the metrics' own scalar series.
-    """
-    chosen = flatten({key: container(config.get(key)) for key in HPARAM_SECTIONS})
-    table = {k: v for k, v in chosen.items() if not k.endswith("._target_")}
-    table |= {
-        "model": model_name,
+def hparams_table(config: DictConfig, model: Task) -> dict[str, Any]:
+    """This run's row of the HPARAMS tab: names, each network's real learning rate, options."""
+    lrs = {name: c.get("lr") for name, c in model.optimizer_configs().items()}
+    scheduler = config.get("scheduler")
+    options = {key: container(config.get(key)) for key in ("model", "optimizer", "scheduler")}
+    return settings(flatten(options)) | {
+        "model": choice("model") or model.name,
+        "net": model.name,
+        "task": type(model).__name__,
+        "data": choice("data") or config.data._target_.rsplit(".", 1)[-1],
         "optimizer": config.optimizer._target_.rsplit(".", 1)[-1],
-        "data": config.data._target_.rsplit(".", 1)[-1],
+        "scheduler": scheduler._target_.rsplit(".", 1)[-1] if scheduler else "none",
         "data.batch_size": config.data.batch_size,
         "max_epochs": config.trainer.max_epochs,
+        "seed": config.seed,
+        **({"lr": lrs.popitem()[1]} if len(lrs) == 1 else {f"lr.{k}": v for k, v in lrs.items()}),
     }
+
+
+def log_hparams_table(logger: TensorBoardLogger, table: dict[str, Any], metrics: dict) -> None:
+    """TensorBoard's hparams tab (zoo.hparams): only the layout and this run's row are written;
+    the values come from the metrics' own scalar series."""
     writer = tensorboard_file_writer(logger.experiment)
-    for summary in hparams(table, metrics):
+    for summary in hparams_summaries(table, list(metrics)):
         writer.add_summary(summary)
     writer.flush()
+
+
+def named(model: Task) -> str:
+    """The architecture's yaml name and its networks: `lstm (RecurrentNet)`."""
+    name = choice("model")
+    return f"{name} ({model.name})" if name and name != model.name else model.name
 
 
 def final_metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:
@@ -236,7 +238,8 @@ def train(config: DictConfig) -> dict[str, float]:
             sigterm = isinstance(stop, SIGTERMException)
             raise SystemExit(128 + (signal.SIGTERM if sigterm else signal.SIGINT)) from None
         raise
-    fit_seconds = time.perf_counter() - start
+    stats = [c for c in trainer.callbacks if isinstance(c, RunStats) and hasattr(c, "seconds")]
+    fit_seconds = stats[0].seconds if stats else time.perf_counter() - start  # compare.py's too
     metrics = final_metrics(trainer, "val/")
     best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
     trainer.test(
@@ -251,13 +254,13 @@ def train(config: DictConfig) -> dict[str, float]:
     if not trainer.is_global_zero:  # other DDP processes: rank 0 writes and prints
         return metrics
     if isinstance(trainer.logger, TensorBoardLogger):
-        log_hparams_table(trainer.logger, config, model.name, metrics)
+        log_hparams_table(trainer.logger, hparams_table(config, model), metrics)
     parameters = sum(p.numel() for p in model.parameters())
     metrics |= model.references  # what the data says the scores mean (a language model: xz)
     shown = ("test/", "reference/")
     scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(shown))
     print(
-        f"{model.name} on {datamodule.name}: {parameters:,} parameters, {scores}, "
+        f"{named(model)} on {datamodule.name}: {parameters:,} parameters, {scores}, "
         f"{trainer.current_epoch} epochs, fit {fit_seconds:.1f} s, total {seconds:.1f} s, "
         f"logs: {Path(config.paths.output_dir).resolve()}"
     )

@@ -329,8 +329,13 @@ class Task(L.LightningModule):
     # --- optimizers ------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         networks = self.networks()
+        named = len(networks) > 1  # several: each network's rate is logged under its name
         optimizers = [
-            instantiate(config, params=networks[name].parameters())
+            instantiate(config, _partial_=True)(
+                [{"params": networks[name].parameters(), "name": name}]
+                if named
+                else networks[name].parameters()
+            )
             for name, config in self.optimizer_configs().items()
         ]
         if not self.scheduler_config:

@@ -6,12 +6,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from zoo.nets.checks import check_positive
 from zoo.tasks.base import Task
+from zoo.tasks.pictures import WorstClassified, confusion_figure
 
 KINDS = ("classification", "regression")
 
@@ -64,6 +66,15 @@ class Supervised(Task):
             metric = MetricCollection(
                 {"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()}
             )
+        # Test-time pictures for a classifier: its confusion matrix and, on images, the worst.
+        self.confusion = (
+            MulticlassConfusionMatrix(num_outputs, validate_args=False)
+            if kind == "classification"
+            else None
+        )
+        self.worst = (
+            WorstClassified() if kind == "classification" and len(input_shape) == 3 else None
+        )
         # No train metric: per-step metric updates cost time and train/loss already tells.
         self.metrics = nn.ModuleDict({s: metric.clone(prefix=f"{s}/") for s in ("val", "test")})
         if vocab_size is None:  # ids and trees have no neutral example; the summary does without
@@ -116,10 +127,33 @@ class Supervised(Task):
         self._log_evaluation("val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._evaluate(batch, "test")
+        if self.confusion is None:
+            return self._evaluate(batch, "test")
+        loss, output, y = self._step(batch)
+        self.test_means.add({"loss": loss}, len(y))
+        self.metrics["test"].update(output.argmax(-1), y)
+        self.confusion.update(output.argmax(-1), y)
+        if self.worst is not None:
+            self.worst.update(batch[0], output, y)
+        return loss
 
     def on_test_epoch_end(self) -> None:
         self._log_evaluation("test")
+        if self.confusion is not None:
+            self.log_pictures()
+
+    def log_pictures(self) -> None:
+        """The confusion matrix and the worst-classified images, into TensorBoard's Images."""
+        confusion = confusion_figure(self.confusion)  # computed on every process (DDP sync)
+        if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
+            writer = self.logger.experiment
+            if confusion is not None:
+                writer.add_figure("test/confusion_matrix", confusion, self.global_step)
+            if self.worst is not None and len(self.worst.images):
+                writer.add_figure("test/worst_classified", self.worst.figure(), self.global_step)
+        self.confusion.reset()
+        if self.worst is not None:
+            self.worst.reset()
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
