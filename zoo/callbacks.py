@@ -85,7 +85,7 @@ class FiniteLossGuard(Callback):
 
     Each backward only updates an on-device flag (no host sync per step). The flag is read, and
     reduced over DDP processes so that all of them stop together, on the steps the logger writes,
-    at epoch ends and before any checkpoint is written.
+    before validation, at epoch ends and before any checkpoint is written.
     """
 
     def __init__(self) -> None:
@@ -131,6 +131,11 @@ class FiniteLossGuard(Callback):
             self.check(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Validation runs inside the training epoch: no non-finite weights into it (a GAN's FID
+        # on NaN features crashed inside LAPACK, a segfault, not an exception).
         self.check(trainer)
 
     def on_save_checkpoint(
