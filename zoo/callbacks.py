@@ -176,6 +176,8 @@ class LastCheckpoint(Callback):
         self.every_n_train_steps = every_n_train_steps
         self.last_write = time.monotonic()
         self.overrides: list[str] | None = None  # the run's command line, read at fit start
+        self.interrupted = False  # Ctrl-C seen; stop at the end of the step in progress
+        self.previous_sigint: Any = None  # the SIGINT handler to put back after fit
 
     def save(self, trainer: L.Trainer) -> Path | None:
         """Write last.ckpt (atomically: the trainer's AtomicCheckpointIO) into the
@@ -229,14 +231,14 @@ class LastCheckpoint(Callback):
         self.interrupted = True
 
     def stop_if_interrupted(self) -> None:
-        if getattr(self, "interrupted", False):
+        if self.interrupted:
             raise KeyboardInterrupt
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.restore_sigint()
 
     def restore_sigint(self) -> None:
-        if getattr(self, "previous_sigint", None) is not None:
+        if self.previous_sigint is not None:
             signal.signal(signal.SIGINT, self.previous_sigint)
             self.previous_sigint = None
 

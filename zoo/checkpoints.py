@@ -148,10 +148,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def check_fits(path: str | Path, model: nn.Module) -> None:
+def check_fits(path: str | Path, checkpoint: dict[str, Any], model: nn.Module) -> None:
     """One CheckpointError line when the checkpoint's weights do not fit `model` (another
     architecture or size), naming the command that resumes the run that wrote it."""
-    checkpoint = read_checkpoint(path)
     saved, current = checkpoint.get("state_dict", {}), model.state_dict()
     mismatch = next(
         (
@@ -200,15 +199,18 @@ def resolve_ckpt_path(
                 "as hydra.run.dir=<folder> (with the same overrides)"
             )
         ckpt_path = str(path)
-    check_same_experiment(ckpt_path, overrides)
-    check_fits(ckpt_path, model)
+    checkpoint = read_checkpoint(ckpt_path)
+    check_same_experiment(ckpt_path, checkpoint, overrides)
+    check_fits(ckpt_path, checkpoint, model)
     return str(ckpt_path)
 
 
-def check_same_experiment(path: str | Path, overrides: list[str] | None) -> None:
+def check_same_experiment(
+    path: str | Path, checkpoint: dict[str, Any], overrides: list[str] | None
+) -> None:
     """One CheckpointError line when a resume's overrides change what the run that wrote the
     checkpoint was (data, batch size, optimizer, model options): only RESUMABLE_KEYS may differ."""
-    recorded = read_checkpoint(path).get("zoo_overrides")
+    recorded = checkpoint.get("zoo_overrides")
     if overrides is None or recorded is None:
         return
     conflict = resume_conflict(recorded, overrides)

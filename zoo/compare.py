@@ -14,10 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from zoo.naming import NAME_LIMIT, readable_items
+from zoo.runs import FAILED, NOT_APPLICABLE
 
 # A sweep's run folder for a model/data pair that cannot work holds this file, with the reason.
-NOT_APPLICABLE = "not_applicable.txt"  # a sweep point whose model and data cannot meet
-FAILED = "failed.txt"  # a sweep point refused with a bad value (zoo.runs.refuse)
 COLUMNS = ("run", "model", "data", "params", "best", "test", "epochs", "fit s", "samples/s")
 # A run's headline metric, the first it logs of these; higher is better for those in HIGHER.
 VAL_METRICS = ("val/acc", "val/mse", "val/fid", "val/bpc", "val/loss")

@@ -14,7 +14,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.compare import FAILED, NOT_APPLICABLE
+NOT_APPLICABLE = "not_applicable.txt"  # a sweep point whose model and data cannot meet
+FAILED = "failed.txt"  # a sweep point refused with a bad value
 from zoo.naming import readable_overrides
 
 # One token per process, so two runs (or sweeps) started in the same second never share a folder.
@@ -99,14 +100,20 @@ def sweeping() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def record_point(output_dir: str | Path, record: str, reason: object) -> None:
+    """Leave why a sweep point did not run (`record`: NOT_APPLICABLE or FAILED) in its folder,
+    for the sweep's summary and compare.py."""
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / record).write_text(f"{reason}\n")
+
+
 def refuse(error: Exception, output_dir: str | Path, keep: bool = False) -> None:
     """One `error:` line. A single run exits 2 and, unless `keep`, leaves no folder behind; in
     a sweep the point is recorded as failed (failed.txt in its folder) and the sweep goes on."""
     print(f"error: {error}", file=sys.stderr)
     if sweeping():
-        folder = Path(output_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / FAILED).write_text(f"{error}\n")
+        record_point(output_dir, FAILED, error)
         return
     if not keep:
         forget_refused_run()

@@ -15,7 +15,6 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -25,11 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from zoo.callbacks import RunStats
 from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, first_line, resolve_ckpt_path
 from zoo.cluster import slurm_requeued
-from zoo.compare import NOT_APPLICABLE
 from zoo.hparams import flatten, hparams_summaries, settings
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import DoesNotFitError, accepted_inputs, build_model
-from zoo.runs import current_overrides, write_record
+from zoo.runs import NOT_APPLICABLE, current_overrides, record_point, sweeping, write_record
 from zoo.tasks import Task
 from zoo.validation import ConfigError, check_config
 
@@ -207,11 +205,9 @@ def check_fresh_folder(trainer: L.Trainer, resuming: bool) -> None:
 def skip_if_sweeping(error: DoesNotFitError, config: DictConfig) -> bool:
     """In a sweep (-m), a model/data pair that cannot work is skipped, not failed: say so, and
     leave the reason in the run's folder (compare.py lists it as not applicable)."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    if not sweeping():
         return False
-    folder = Path(config.paths.output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / NOT_APPLICABLE).write_text(f"{error}\n")
+    record_point(config.paths.output_dir, NOT_APPLICABLE, error)
     print(f"not applicable, skipped: {error}")
     return True
 

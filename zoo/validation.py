@@ -63,15 +63,15 @@ def check_config(config: DictConfig) -> None:
     counted = isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
     if threads != "auto" and not counted:
         raise ConfigError(f"threads must be auto or an integer >= 1, got {threads!r}")
-    check_types("model", config.model, extra=model_classes(config.model))
+    check_types("model", config.model, extra=task_classes())
     check_learning_rates(config)
     if config.get("scheduler"):
         check_scheduler(OmegaConf.to_container(config.scheduler, resolve=True), config.optimizer)
 
 
-def model_classes(model: DictConfig) -> list[type]:
-    """The classes a model yaml's options go to: its `_target_` and, for a network, the tasks
-    that may train it (options the network does not take go to the task)."""
+def task_classes() -> list[type]:
+    """The tasks a network yaml's options may go to besides its `_target_` (options the
+    network does not take go to the task that trains it)."""
     from zoo.tasks import TASK_FOR_KIND  # the tasks import Lightning; only needed here
 
     return list(dict.fromkeys(TASK_FOR_KIND.values()))
