@@ -4,7 +4,7 @@
     python bench/augment.py --quick         # one repeat: a smoke run
 
 The CNN (and the MLP, whose steps are cheaper, so the augmentation weighs more) on CIFAR-shaped
-synthetic tensors (train_size x 3 x 32 x 32, in memory) through `zoo.training.build_run` +
+synthetic tensors (train_size x 3 x 32 x 32, in memory) through `zoo.run.training.build_run` +
 `trainer.fit`, train.py's own path, with `augment` off and on; the two alternate in one process
 and the best of the repeats is kept. Steady-state samples/s as in bench/throughput.py (time
 between the ends of training steps, the first steps of each epoch excluded). Then the

@@ -31,7 +31,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from zoo.registry import CONFIG_DIR
-from zoo.training import train
+from zoo.run.training import train
 
 
 def digits_at(size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:

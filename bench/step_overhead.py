@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # throughput.py beside
 from omegaconf import open_dict
 from throughput import ClockCallback, StepClock, make_config, run_raw, versions
 
-from zoo.training import build_run
+from zoo.run.training import build_run
 
 # Each step adds the callbacks/settings named to everything above it.
 STEPS = [

@@ -3,7 +3,7 @@
     python bench/threads.py            # a few minutes on 2 cores
     python bench/threads.py --quick    # one repeat
 
-Each case is train.py's own path (zoo.training.build_run + fit, logger and checkpoints off) with
+Each case is train.py's own path (zoo.run.training.build_run + fit, logger and checkpoints off) with
 `threads=1`, `threads=<all cores>` and `threads=auto`; best of the repeats, the paths
 interleaved. "Loaded" runs one other process spinning on one core for the whole measurement, as a
 second run or a browser would. Prints a markdown table for bench/RESULTS.md.
@@ -28,7 +28,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from zoo.registry import CONFIG_DIR
-from zoo.training import build_run, cpu_threads
+from zoo.run.training import build_run, cpu_threads
 
 CASES = {
     "cnn on digits, 20 epochs": ["model=cnn", "trainer.max_epochs=20"],
@@ -62,9 +62,7 @@ def measure(repeats: int) -> list[tuple[str, str, dict[str, float]]]:
     cores = len(os.sched_getaffinity(0))
     rows = []
     for loaded in (False, True):
-        spinner = (
-            subprocess.Popen([sys.executable, "-c", "while True: pass"]) if loaded else None
-        )
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if loaded else None
         try:
             for case, overrides in CASES.items():
                 best: dict[str, float] = {}

@@ -7,7 +7,7 @@ For each family (mlp, cnn, lstm, vit, gpt, treelstm, gan, dcgan, ae, vae) and ea
 can take (the embedded digits, MNIST-shaped synthetic tensors 60000x1x28x28, data=text's
 128-character windows of Python's sources, a "sample" being one window, and data=listops's
 generated trees or token sequences) it measures steady-state training samples/s (a) through
-`zoo.training.build_run` + `trainer.fit` with train.py's own config (logger,
+`zoo.run.training.build_run` + `trainer.fit` with train.py's own config (logger,
 checkpoints, progress bar) and (b) through a plain loop over the same model class, data loader,
 batch size, optimizer and precision. Steps in the first epoch (digits) or the first 10 steps
 (MNIST-shaped) are warm-up; the time between the ends of two training steps in one epoch is
@@ -46,9 +46,9 @@ from zoo.data import InMemoryLoader, TensorDataModule
 from zoo.data.text import RandomWindows, TextDataModule, windows
 from zoo.nets.autoencoder import gaussian_kl, reparameterise
 from zoo.registry import CONFIG_DIR, accepted_inputs, build_model
+from zoo.run.training import build_run
 from zoo.tasks import Adversarial, Reconstruction
 from zoo.tasks.base import uses_channels_last
-from zoo.training import build_run
 
 FID_CACHE = tempfile.mkdtemp(prefix="zoo-bench-fid-")
 
@@ -179,7 +179,7 @@ def run_raw(
     """(b): the same model, loader, batch size, optimizer and precision in a plain loop,
     with a validation pass per epoch like the Lightning run; returns seconds."""
     # A plain PyTorch script never imports Lightning, which sets this; with it, each Adam step
-    # tries to load NVML on a machine without a GPU (zoo.training.drop_nvml_check_without_gpu).
+    # tries to load NVML on a machine without a GPU (zoo.run.training.drop_nvml_check_without_gpu).
     os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     L.seed_everything(config.seed, verbose=False)
     datamodule = instantiate(config.data, _convert_="all")

@@ -10,6 +10,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from zoo.registry import CONFIG_DIR
+from zoo.run.resolvers import register
+
+register()  # conf/'s resolvers, as `zoo train` registers them
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,3 +49,24 @@ def hparams_tab(events: Any) -> dict[str, Any]:
 def hparams_row(events: Any) -> Any:
     """The run's own values in the HPARAMS tab (name -> protobuf Value)."""
     return hparams_tab(events)["_hparams_/session_start_info"].session_start_info.hparams
+
+
+def checkout_entries() -> dict[str, float]:
+    """The checkout's top-level entries and those of its output folders, with their mtimes."""
+    entries = {}
+    for folder in (REPO, REPO / "logs", REPO / "data", REPO / "outputs", REPO / "multirun"):
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if entry.name not in (".pytest_cache", "__pycache__", ".git", ".ruff_cache"):
+                    entries[str(entry)] = entry.stat().st_mtime
+    return entries
+
+
+@pytest.fixture(autouse=True)
+def writes_nothing_into_the_checkout():
+    """Tests write only under tmp_path: fail one that leaves files in the checkout."""
+    before = checkout_entries()
+    yield
+    after = checkout_entries()
+    changed = sorted(p for p, mtime in after.items() if before.get(p) != mtime)
+    assert not changed, f"the test wrote into the checkout: {', '.join(changed)}"

@@ -2,7 +2,8 @@
 
 `python tests/ddp_group.py OUT MODEL...` with RANK/LOCAL_RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT
 set (tests/test_ddp.py starts both processes): the process group starts once and every model
-trains a few batches through zoo.training.train, so process start-up is paid once, not per model.
+trains a few batches through zoo.run.training.train, so process start-up is paid once, not per
+model.
 Each run checks that the replicas end with identical parameters and writes OUT/<model>.json.
 """
 
@@ -95,8 +96,8 @@ def overrides_for(model: str, out: Path) -> list[str]:
 
 def main(out: Path, models: list[str]) -> None:
     from tests.conftest import compose_config
-    from zoo.callbacks import NonFiniteLossError
-    from zoo.training import train
+    from zoo.run.callbacks import NonFiniteLossError
+    from zoo.run.training import train
 
     torch.set_num_threads(1)
     rank = int(__import__("os").environ["RANK"])

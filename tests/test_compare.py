@@ -11,7 +11,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 import zoo
 from zoo.registry import models_for
-from zoo.training import train
+from zoo.run.training import train
 
 
 @pytest.mark.slow

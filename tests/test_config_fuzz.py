@@ -13,10 +13,10 @@ import yaml
 from conftest import compose_config
 from hydra.errors import HydraException
 
-from zoo.callbacks import NonFiniteLossError
-from zoo.checkpoints import CheckpointError
-from zoo.registry import CONFIG_DIR, DoesNotFitError, accepted_inputs, model_config
-from zoo.training import ConfigError, train
+from zoo.errors import CheckpointError, ConfigError, DoesNotFitError
+from zoo.registry import CONFIG_DIR, accepted_inputs, model_config
+from zoo.run.callbacks import NonFiniteLossError
+from zoo.run.training import train
 
 BAD_VALUES = ["abc", "-1", "0", "1e30", "inf", "[1,2]", "true", "null", "0.5"]
 SHORT = [
@@ -75,7 +75,8 @@ CHOSEN = ALL if os.environ.get("ZOO_FUZZ_ALL") else random.Random(14).sample(ALL
 
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides", CHOSEN, ids=" ".join)
-def test_a_bad_value_is_one_line_or_trains(tmp_path, overrides):
+def test_a_bad_value_is_one_line_or_trains(tmp_path, overrides, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative path value (dirpath=abc) lands here, not in the checkout
     try:
         config = compose_config(tmp_path, [*overrides, *SHORT])
     except HydraException:

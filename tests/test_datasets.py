@@ -14,8 +14,8 @@ from torchvision import datasets
 
 import zoo
 from zoo.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
-from zoo.registry import DoesNotFitError
-from zoo.training import ConfigError, build, build_run, train
+from zoo.errors import ConfigError, DoesNotFitError
+from zoo.run.training import build, build_run, train
 
 TRAIN_SIZE, TEST_SIZE, VAL_SIZE = 48, 16, 8
 MODULES = {

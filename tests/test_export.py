@@ -13,7 +13,7 @@ from test_models import build, quiet_trainer
 
 import export as export_cli
 import zoo
-from zoo.export import example_input, export, max_difference, run_exported
+from zoo.cli.export import example_input, export, max_difference, run_exported
 
 
 def checkpoint(name: str, inputs: str, folder: Path) -> Path:

@@ -19,7 +19,7 @@ import zoo
 from zoo.data import DigitsDataModule, InMemoryLoader
 from zoo.lightning_private import is_compiled
 from zoo.registry import model_config
-from zoo.training import build_run, train
+from zoo.run.training import build_run, train
 
 
 def epoch_indices(loader: InMemoryLoader) -> list[int]:

@@ -21,10 +21,10 @@ import torch
 from conftest import REPO, compose_config
 from hydra.errors import HydraException
 
-from zoo.callbacks import LastCheckpoint, NonFiniteLossError
-from zoo.checkpoints import CheckpointError
+from zoo.errors import CheckpointError, ConfigError
+from zoo.run.callbacks import LastCheckpoint, NonFiniteLossError
+from zoo.run.training import train
 from zoo.tasks import Supervised
-from zoo.training import ConfigError, train
 
 
 class Payload:

@@ -19,7 +19,8 @@ from test_datasets import (  # no_cifar_checksums: a fixture
 )
 from test_training import run_cli
 
-from zoo.training import ConfigError, build_run
+from zoo.errors import ConfigError
+from zoo.run.training import build_run
 
 RAW = Path("data/MNIST/raw")
 IMAGES, LABELS = RAW / "train-images-idx3-ubyte", RAW / "train-labels-idx1-ubyte"

@@ -15,8 +15,8 @@ import zoo
 from zoo.data import FolderDataModule
 from zoo.data.augment import crop_and_flip
 from zoo.data.folder import decode, normalise
-from zoo.registry import DoesNotFitError
-from zoo.training import ConfigError, build, build_run, train
+from zoo.errors import ConfigError, DoesNotFitError
+from zoo.run.training import build, build_run, train
 
 
 @pytest.fixture(scope="module")

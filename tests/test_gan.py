@@ -15,7 +15,7 @@ import sample
 import zoo
 from zoo.data import DigitsDataModule
 from zoo.metrics import fid
-from zoo.training import train
+from zoo.run.training import train
 
 
 def frechet(features, real, other) -> float:

@@ -16,11 +16,11 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 import zoo
-from zoo.callbacks import LastCheckpoint
 from zoo.lightning_private import logger_writes_this_step
 from zoo.metrics import fid
 from zoo.registry import model_config
-from zoo.training import build_run
+from zoo.run.callbacks import LastCheckpoint
+from zoo.run.training import build_run
 
 ZOO = str(Path(zoo.__file__).resolve().parent)
 CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)

@@ -14,7 +14,8 @@ from conftest import REPO
 
 from zoo.data import ListOpsDataModule
 from zoo.data.listops import VOCABULARY, evaluate, generate, generate_tree, parse, to_string
-from zoo.training import ConfigError, build_run, train
+from zoo.errors import ConfigError
+from zoo.run.training import build_run, train
 
 
 def value_of(tree) -> int:

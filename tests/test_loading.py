@@ -18,7 +18,8 @@ from test_faults import Payload
 
 import sample
 import zoo
-from zoo.checkpoints import CheckpointError, read_checkpoint
+from zoo.errors import CheckpointError
+from zoo.loading import read_checkpoint
 from zoo.tasks import (
     TASKS,
     Adversarial,
@@ -203,7 +204,7 @@ def test_cli_refuses_a_payload_with_the_unsafe_environment(payload, tmp_path, sc
 
 
 def test_torch_load_is_called_in_one_place():
-    """Every checkpoint the zoo reads goes through zoo.checkpoints.read_checkpoint (or through
+    """Every checkpoint the zoo reads goes through zoo.run.checkpoints.read_checkpoint (or through
     Lightning, given weights_only=True, after read_checkpoint checked the file)."""
     sources = [*(REPO / "zoo").rglob("*.py"), *REPO.glob("*.py")]
     calls = {

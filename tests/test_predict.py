@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 import predict as predict_cli
 import zoo
 from zoo.data import DigitsDataModule
-from zoo.training import train
+from zoo.run.training import train
 
 
 @pytest.fixture(scope="module")

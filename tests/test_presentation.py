@@ -10,8 +10,8 @@ import sys
 from conftest import REPO, hparams_row, hparams_tab
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from zoo.compare import Run, table
-from zoo.runs import project_root, readable_overrides, run_name
+from zoo.cli.compare import Run, table
+from zoo.run.folders import project_root, readable_overrides, run_name
 
 QUIET = ["~callbacks.progress_bar", "+trainer.enable_progress_bar=false"]
 SHORT = ["trainer.max_epochs=1", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2"]

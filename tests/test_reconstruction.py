@@ -12,11 +12,12 @@ from torchvision.io import read_image
 import sample
 import zoo
 from zoo.data import DigitsDataModule
+from zoo.errors import ConfigError
 from zoo.metrics.codes import kmeans_nmi, probe_accuracy
 from zoo.nets import AutoEncoder
 from zoo.nets.autoencoder import gaussian_kl
+from zoo.run.training import build_run, train
 from zoo.tasks import Reconstruction, VariationalReconstruction
-from zoo.training import ConfigError, build_run, train
 
 CONV = {
     "encoder": "zoo.nets.ConvEncoder",

@@ -12,9 +12,10 @@ from conftest import REPO
 
 import zoo
 from zoo.data import AddingDataModule
+from zoo.errors import ConfigError
 from zoo.nets import RecurrentNet
 from zoo.registry import models_for
-from zoo.training import ConfigError, train
+from zoo.run.training import train
 
 
 def adding_splits(**args) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import REPO, compose_config
 
-from zoo.naming import hydra_value
-from zoo.runs import sweep_summary
-from zoo.training import build_run, cpu_threads
+from zoo.run.folders import sweep_summary
+from zoo.run.naming import hydra_value
+from zoo.run.training import build_run, cpu_threads
 
 QUIET = ["~callbacks.progress_bar", "+trainer.enable_progress_bar=false"]
 ONE_EPOCH = ["model=mlp", "trainer.max_epochs=1", *QUIET]
@@ -79,8 +79,14 @@ def test_a_refused_command_changes_no_earlier_record_and_leaves_no_folder(tmp_pa
 def test_a_sweep_runs_every_point_and_lists_the_refused_ones(tmp_path):
     logs = tmp_path / "logs"
     result = subprocess.run(
-        train_py("-m", "model=mlp,cnn", "data=adding", "optimizer.lr=-1,0.01", *ONE_EPOCH[1:],
-                 log_dir=logs),
+        train_py(
+            "-m",
+            "model=mlp,cnn",
+            "data=adding",
+            "optimizer.lr=-1,0.01",
+            *ONE_EPOCH[1:],
+            log_dir=logs,
+        ),
         capture_output=True,
         text=True,
         timeout=300,

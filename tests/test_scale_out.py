@@ -17,7 +17,7 @@ import yaml
 from conftest import REPO, compose_config
 
 from zoo.data import DigitsDataModule
-from zoo.search import direction, objective
+from zoo.run.search import direction, objective
 
 QUIET = ["~callbacks.progress_bar", "+trainer.enable_progress_bar=false"]
 

@@ -15,8 +15,9 @@ from sklearn import datasets
 import zoo
 from zoo.data import CSVDataModule, SklearnTable
 from zoo.data.base import split_indices
+from zoo.errors import ConfigError
 from zoo.registry import models_for
-from zoo.training import ConfigError, build, build_run, train
+from zoo.run.training import build, build_run, train
 
 TABLES = {  # name: (rows, features, kind, outputs)
     "iris": (150, 4, "classification", 3),

@@ -18,8 +18,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import sample
 from zoo.data import TextDataModule
 from zoo.data.text import UNKNOWN, RandomWindows, Vocabulary, windows
+from zoo.errors import ConfigError
 from zoo.registry import models_for
-from zoo.training import ConfigError, train
+from zoo.run.training import train
 
 ZEN = codecs.decode(this.s, "rot13")  # the Zen of Python: text that ships with Python
 

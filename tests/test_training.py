@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from conftest import REPO, compose_config, hparams_tab
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from zoo.training import ConfigError, build_run, train
+from zoo.errors import ConfigError
+from zoo.run.training import build_run, train
 
 EXPECTED_SCALARS = {
     "train/loss_step",

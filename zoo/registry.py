@@ -16,8 +16,9 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.checkpoints import read_checkpoint
 from zoo.data.spec import DESCRIPTIONS, DataSpec
+from zoo.errors import DoesNotFitError
+from zoo.loading import read_checkpoint
 from zoo.tasks import TASK_FOR_KIND, Task
 from zoo.tasks.base import recorded_task
 
@@ -29,10 +30,6 @@ CONFIG_DIR = (
     if PACKAGED_CONFIG_DIR.is_dir()
     else PACKAGED_CONFIG_DIR.parent.parent / "conf"
 )
-
-
-class DoesNotFitError(ValueError):
-    """A model that cannot take this kind of data (say, a CNN on sequences)."""
 
 
 def list_models() -> list[str]:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from zoo.checkpoints import read_checkpoint
+from zoo.loading import read_checkpoint
 from zoo.nets import ConvNet
 
 CLASSIFIER = {"channels": [32, 64], "hidden_size": 128, "dropout": 0.25}

@@ -15,9 +15,9 @@ from hydra.utils import get_class, instantiate
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from zoo.checkpoints import CheckpointError, checkpoint_errors, read_checkpoint
+from zoo.errors import CheckpointError, ConfigError
 from zoo.lightning_private import is_compiled, logger_writes_this_step
-from zoo.validation import ConfigError
+from zoo.loading import checkpoint_errors, read_checkpoint
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 SCHEDULER_KEYS = ("interval", "monitor")  # Lightning's scheduler options, not the scheduler's

@@ -21,15 +21,16 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.callbacks import RunStats
-from zoo.checkpoints import AtomicCheckpointIO, checkpoint_dir, first_line, resolve_ckpt_path
-from zoo.cluster import slurm_requeued
-from zoo.hparams import flatten, hparams_summaries, settings
+from zoo.errors import ConfigError, DoesNotFitError, first_line
 from zoo.lightning_private import tensorboard_file_writer
-from zoo.registry import DoesNotFitError, accepted_inputs, build_model
-from zoo.runs import NOT_APPLICABLE, current_overrides, record_point, sweeping, write_record
+from zoo.registry import accepted_inputs, build_model
+from zoo.run.callbacks import RunStats
+from zoo.run.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
+from zoo.run.cluster import slurm_requeued
+from zoo.run.folders import NOT_APPLICABLE, current_overrides, record_point, sweeping, write_record
+from zoo.run.hparams import flatten, hparams_summaries, settings
+from zoo.run.validation import check_config
 from zoo.tasks import Task
-from zoo.validation import ConfigError, check_config
 
 
 def build(target: DictConfig, **kwargs: Any) -> Any:
@@ -173,7 +174,7 @@ def hparams_table(config: DictConfig, model: Task) -> dict[str, Any]:
 
 
 def log_hparams_table(logger: TensorBoardLogger, table: dict[str, Any], metrics: dict) -> None:
-    """TensorBoard's hparams tab (zoo.hparams): only the layout and this run's row are written;
+    """TensorBoard's hparams tab (zoo.run.hparams): only the layout and this run's row are written;
     the values come from the metrics' own scalar series."""
     writer = tensorboard_file_writer(logger.experiment)
     for summary in hparams_summaries(table, list(metrics)):

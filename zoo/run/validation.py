@@ -17,10 +17,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-
-class ConfigError(ValueError):
-    """A config value that cannot work; raised before any training starts."""
-
+from zoo.errors import ConfigError
 
 TOP_LEVEL_KEYS = {
     "model",

@@ -14,14 +14,14 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from zoo.run.naming import readable_overrides
+
 NOT_APPLICABLE = "not_applicable.txt"  # a sweep point whose model and data cannot meet
 FAILED = "failed.txt"  # a sweep point refused with a bad value
-from zoo.naming import readable_overrides
 
 # One token per process, so two runs (or sweeps) started in the same second never share a folder.
-# Cached like Hydra's ${now:}: a sweep's jobs, even in other processes, see the launcher's value.
+# zoo.run.resolvers serves it as ${run_id:}, cached like Hydra's ${now:}.
 RUN_ID = secrets.token_hex(3)
-OmegaConf.register_new_resolver("run_id", lambda: RUN_ID, use_cache=True, replace=True)
 
 
 def run_name(*parts: str) -> str:
@@ -31,17 +31,12 @@ def run_name(*parts: str) -> str:
     return "_".join(str(part) for part in (parts[0], overrides, *parts[1:]) if str(part))
 
 
-OmegaConf.register_new_resolver("run_name", run_name, replace=True)
-
-
 def project_root() -> str:
     """The checkout holding train.py and conf/ when the zoo runs from one (logs/ and data/ go
     there, whatever the working directory); else the working directory."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return str(root if (root / "conf").is_dir() and (root / "train.py").is_file() else Path.cwd())
 
-
-OmegaConf.register_new_resolver("project_root", project_root, use_cache=True, replace=True)
 
 RECORD = ".hydra"
 

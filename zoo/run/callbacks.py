@@ -17,9 +17,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
-from zoo.checkpoints import checkpoint_dir, hydra_overrides, resume_command
+from zoo.errors import ConfigError
 from zoo.lightning_private import logger_writes_this_step
-from zoo.validation import ConfigError
+from zoo.run.checkpoints import checkpoint_dir, hydra_overrides, resume_command
 
 
 class LearningRates(LearningRateMonitor):

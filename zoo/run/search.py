@@ -3,7 +3,7 @@ Hydra's Optuna sweeper, and which way is better for each metric."""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 # Metric names are a contract (*/acc, */mse, */bpc, */fid, */nmi, */loss): these grow better up.
 HIGHER_IS_BETTER = ("acc", "nmi")
@@ -12,11 +12,6 @@ HIGHER_IS_BETTER = ("acc", "nmi")
 def direction(metric: str) -> str:
     """Optuna's direction for a metric: "maximize" for */acc and */nmi, else "minimize"."""
     return "maximize" if metric.rsplit("/", 1)[-1] in HIGHER_IS_BETTER else "minimize"
-
-
-# conf/hparams_search/*.yaml: `direction: ${direction:${optimized_metric}}`.
-if not OmegaConf.has_resolver("direction"):
-    OmegaConf.register_new_resolver("direction", direction)
 
 
 def objective(config: DictConfig, metrics: dict[str, float]) -> float | None:

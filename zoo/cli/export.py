@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 
+import zoo
 from zoo.tasks import Adversarial, LanguageModel, Task
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "exported": ".pt2"}
@@ -111,3 +115,34 @@ def max_difference(model: Task, path: str | Path, format: str, batch: int = 3) -
     if actual.shape != expected.shape:
         raise ValueError(f"exported output has shape {actual.shape}, PyTorch {expected.shape}")
     return float(np.abs(actual - expected).max())
+
+
+USAGE = "usage: python export.py ckpt_path=PATH [format=onnx|torchscript|exported] [out=FILE]"
+OPTIONS = {"ckpt_path", "format", "out"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.getLogger("torch").setLevel(logging.ERROR)  # the exporters' warnings: ours say it
+    arguments = OmegaConf.to_container(OmegaConf.from_cli(argv))
+    if "ckpt_path" not in arguments:
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        unknown = set(arguments) - OPTIONS
+        if unknown:
+            raise ValueError(f"export.py takes no {', '.join(sorted(unknown))}; {USAGE}")
+        format = str(arguments.get("format", "onnx"))
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+        path = Path(str(arguments["ckpt_path"]))
+        if not path.is_file():
+            raise ValueError(f"no checkpoint at {path}")
+        model = zoo.load(path)  # CheckpointError (a ValueError): one line
+        out = export(model, format, arguments.get("out", f"model{FORMATS[format]}"))
+        difference = max_difference(model, out, format)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({model.name}, {format}); max abs difference vs PyTorch: {difference:.3g}")
+    return 0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -13,8 +14,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from zoo.naming import NAME_LIMIT, readable_items
-from zoo.runs import FAILED, NOT_APPLICABLE
+from zoo.run.folders import FAILED, NOT_APPLICABLE, project_root
+from zoo.run.naming import NAME_LIMIT, readable_items
 
 # A sweep's run folder for a model/data pair that cannot work holds this file, with the reason.
 COLUMNS = ("run", "model", "data", "params", "best", "test", "epochs", "fit s", "samples/s")
@@ -35,7 +36,7 @@ class Run:
     dataset: str
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     hparams: dict[str, Any] = field(default_factory=dict)
-    changed: list[str] = field(default_factory=list)  # its readable overrides (zoo.naming)
+    changed: list[str] = field(default_factory=list)  # its readable overrides (zoo.run.naming)
 
     def last(self, tag: str | None) -> float | None:
         series = self.scalars.get(tag or "")
@@ -317,3 +318,39 @@ def compare(
     print(report(runs, root, columns, width))
     print(f"plot: {plot(runs, plot_path, root, top)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Tables and curves of every finished run under the given folders (default: logs/)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "folders",
+        nargs="*",
+        type=Path,
+        default=[Path(project_root()) / "logs"],
+        help="run folders or parents of run folders (default: the checkout's logs/, where "
+        "train.py writes)",
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="PNG path (default: <first folder>/compare.png)"
+    )
+    parser.add_argument(
+        "--columns",
+        default=",".join(COLUMNS),
+        help="table columns, comma-separated: these or any HPARAMS column (lr, model.cell, "
+        f"optimizer, ...); default: {','.join(COLUMNS)}",
+    )
+    parser.add_argument(
+        "--top", type=int, default=10, help="curves per panel: the best N runs (default: 10)"
+    )
+    parser.add_argument(
+        "--width", type=int, default=None, help="table width (default: the terminal's)"
+    )
+    arguments = parser.parse_args(argv)
+    return compare(
+        arguments.folders,
+        arguments.plot or arguments.folders[0] / "compare.png",
+        tuple(arguments.columns.split(",")),
+        arguments.top,
+        arguments.width,
+    )

@@ -4,10 +4,7 @@ them, and the command that resumes a run from one."""
 from __future__ import annotations
 
 import os
-import pickle
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 from torch import nn
 
-from zoo.naming import hydra_value
+from zoo.errors import CheckpointError, CheckpointWriteError
+from zoo.loading import read_checkpoint
+from zoo.run.naming import hydra_value
 
 # What a resume may change: how long and where it runs, how it logs and checkpoints, and the
 # learning rate (the fix for a NaN). Everything else defines the experiment and must match.
@@ -73,14 +72,6 @@ def checkpoint_dir(trainer: L.Trainer) -> Path | None:
     return Path(callback.dirpath) if callback is not None and callback.dirpath else None
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt, or holds more than plain data."""
-
-
-class CheckpointWriteError(CheckpointError):
-    """A checkpoint that cannot be written (full disk, read-only or unwritable folder)."""
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, made atomic for local files: the checkpoint goes to a
     temporary file beside its target, then replaces it in one rename. A full disk or a read-only
@@ -109,43 +100,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise CheckpointWriteError(
                 f"cannot write checkpoint {path}: {error.strerror or error}"
             ) from None
-
-
-@contextmanager
-def checkpoint_errors(path: str | Path) -> Iterator[None]:
-    """Turn torch's long loading errors for `path` into one CheckpointError line."""
-    try:
-        yield
-    except CheckpointError:
-        raise
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
-    except pickle.UnpicklingError as error:
-        message = str(error)
-        if "global" in message.lower():  # torch's weights-only unpickler met a class or function
-            raise CheckpointError(
-                f"refusing to load {path}: it holds objects other than plain data (tensors, "
-                "numbers, strings), which could run code; load only checkpoints you trust"
-            ) from None
-        detail = message.partition("WeightsUnpickler error:")[2].strip() or message
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: not a checkpoint, or corrupt ({first_line(detail)})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: truncated or corrupt ({first_line(str(error))})"
-        ) from None
-
-
-def first_line(message: str) -> str:
-    """The first non-empty line of an error message."""
-    return next((line for line in message.splitlines() if line.strip()), "no message")
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint as plain data on the CPU; never runs code stored in the file."""
-    with checkpoint_errors(path):
-        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def check_fits(path: str | Path, checkpoint: dict[str, Any], model: nn.Module) -> None:

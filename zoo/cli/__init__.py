@@ -1,0 +1,34 @@
+"""The `zoo` command: `zoo train|compare|predict|export|sample ...`, one `main()` per tool in
+this package; the scripts at the checkout's root (`python train.py ...`) call the same mains."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": "train one architecture or sweep several (Hydra overrides: model=cnn, -m ...)",
+    "compare": "tables and curves of every finished run",
+    "predict": "a trained classifier's predictions for images or a .npy file, as CSV",
+    "export": "a trained model as ONNX, TorchScript or torch.export",
+    "sample": "samples from a trained GAN, VAE or language model",
+}
+
+
+def usage() -> str:
+    lines = [f"  zoo {name:<8} {what}" for name, what in COMMANDS.items()]
+    return "usage: zoo COMMAND [key=value ...]   (zoo COMMAND --help)\n" + "\n".join(lines)
+
+
+def main() -> None:
+    """Dispatch `zoo COMMAND ...` to zoo.cli.<COMMAND>.main, which reads the rest of argv."""
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(usage())
+        raise SystemExit(0 if len(sys.argv) >= 2 else 2)
+    command = sys.argv[1]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}\n{usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    sys.argv = [f"zoo {command}", *sys.argv[2:]]
+    result = importlib.import_module(f"zoo.cli.{command}").main()
+    raise SystemExit(result if isinstance(result, int) else 0)

@@ -1,0 +1,33 @@
+"""`zoo train` (and `python train.py`): train one architecture (`model=cnn`) or several
+(`-m model=mlp,cnn`), with any Hydra override."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from zoo.errors import CheckpointError, ConfigError
+from zoo.registry import CONFIG_DIR
+from zoo.run.callbacks import NonFiniteLossError
+from zoo.run.folders import refuse
+from zoo.run.resolvers import register
+from zoo.run.search import objective
+from zoo.run.training import train
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def run(config: DictConfig) -> float | None:
+    """Train; in a search (hparams_search=...), return the score the sweeper optimises."""
+    try:
+        return objective(config, train(config))
+    except (ConfigError, CheckpointError) as error:  # one line; exit 2 or the sweep's next point
+        refuse(error, config.paths.output_dir)
+    except NonFiniteLossError as error:  # the same, keeping the folder: its logs show the NaN
+        refuse(error, config.paths.output_dir, keep=True)
+    return None  # a refused point of a search: Optuna's sweeper records a failed trial
+
+
+def main() -> None:
+    """Hydra reads the overrides from sys.argv."""
+    register()
+    run()
