@@ -11,8 +11,8 @@ import pytest
 import torch
 from test_models import build, quiet_trainer
 
-import export as export_cli
 import zoo
+from zoo.cli import export as export_cli
 from zoo.cli.export import example_input, export, max_difference, run_exported
 
 

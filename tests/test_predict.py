@@ -13,8 +13,8 @@ from conftest import compose_config
 from PIL import Image
 from sklearn.datasets import load_digits
 
-import predict as predict_cli
 import zoo
+from zoo.cli import predict as predict_cli
 from zoo.data import DigitsDataModule
 from zoo.run.training import train
 
