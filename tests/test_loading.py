@@ -204,10 +204,10 @@ def test_cli_refuses_a_payload_with_the_unsafe_environment(payload, tmp_path, sc
 
 
 def test_torch_load_is_called_in_one_place():
-    """Every checkpoint the zoo reads goes through zoo.run.checkpoints.read_checkpoint (or through
+    """Every checkpoint the zoo reads goes through zoo.loading.read_checkpoint (or through
     Lightning, given weights_only=True, after read_checkpoint checked the file)."""
     sources = [*(REPO / "zoo").rglob("*.py"), *REPO.glob("*.py")]
     calls = {
         path.relative_to(REPO).as_posix() for path in sources if "torch.load(" in path.read_text()
     }
-    assert calls == {"zoo/checkpoints.py"}
+    assert calls == {"zoo/loading.py"}
