@@ -29,6 +29,7 @@ from zoo.run.results import (
     Summary,
     aggregate,
     by_task,
+    higher_is_better,
     leads,
     load_suite,
     mean_std,
@@ -67,7 +68,7 @@ def test_summary_is_mean_sample_std_min_max():
     assert (found.n, found.low, found.high) == (3, 0.8, 1.0)
     assert Summary.of([2.5]).std == 0.0
     assert mean_std(Summary.of([0.9, 0.95])) == "0.9250 ± 0.0354"
-    assert mean_std(Summary.of([50826.0, 50826.0])) == "50,826"  # parameters: no spread
+    assert mean_std(Summary.of([50826.0, 50826.0])) == "50,826 ± 0"
 
 
 def test_aggregation_groups_seeds_and_orders_best_first_by_the_headline(tmp_path):
@@ -79,8 +80,12 @@ def test_aggregation_groups_seeds_and_orders_best_first_by_the_headline(tmp_path
         fake_run("neuron", "diabetes", 42, **{"test/mse": 2900.0, "test/r2": 0.45}),
     ]
     rows = aggregate(runs)
-    ((metric, ordered),) = by_task(rows).values()
-    assert metric == "test/acc"  # the first headline any of the task's runs logged
+    tables = by_task(rows)
+    assert list(tables) == ["Supervised, test/acc", "Supervised, test/mse"]  # one per headline
+    ordered = tables["Supervised, test/acc"][1]
+    metric, regression = tables["Supervised, test/mse"]
+    assert [r.model for r in regression] == ["neuron", "mlp"]  # lower mse first
+    assert not higher_is_better(metric) and higher_is_better("test/r2")
     mlp = next(r for r in rows if (r.model, r.dataset) == ("mlp", "iris"))
     assert mlp.seeds == [42, 43] and mlp.values["test/acc"] == [0.8, 1.0]
     assert mlp.summary("run/fit_seconds").mean == 3.0
@@ -198,11 +203,13 @@ def test_bad_options_are_one_error_line(capsys):
 
 
 @pytest.mark.slow
-def test_quick_profile_writes_the_table_and_the_same_seeds_give_the_same_numbers(tmp_path):
+def test_quick_profile_writes_the_table_and_the_same_seeds_give_the_same_numbers(tmp_path, capfd):
     common = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}"]
     common += ["profile=quick", "seeds=2", "threads=1"]
     out = tmp_path / "docs"
     assert main([*common, "models=neuron,vae", "datasets=iris,digits", f"out={out}"]) == 0
+    printed = capfd.readouterr().out
+    assert "results: point 1 of 6 done (" in printed and "results: point 6 of 6 done (" in printed
     text = (out / "results.md").read_text()
     assert text.startswith("# Results (quick profile)") and "quick profile" in text.splitlines()[2]
     assert "## Supervised: test/acc (higher is better)" in text

@@ -4,7 +4,7 @@ the same splits: <out>/results.md, <out>/results.csv and pictures in <out>/resul
 
     zoo results                            the full profile (the published numbers), 3 seeds
     zoo results profile=quick              a few minutes on 2 CPU cores
-    zoo results seeds=5 out=my_results     other seeds, another folder
+    zoo results seeds=5 out=my_results     other seeds, another folder (default: docs/)
     zoo results models=cnn,mlp datasets=digits,iris
     zoo results hydra/launcher=slurm trainer=gpu   any other override goes to every point
 """
@@ -44,7 +44,7 @@ TRAIN = "from zoo.cli.train import main; main()"  # `zoo train`, in a process of
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     """(this command's key=value options, the overrides passed on to every point)."""
-    options, passed = {"profile": "full", "out": "docs"}, []
+    options, passed = {"profile": "full", "out": str(Path(project_root()) / "docs")}, []
     for item in argv:
         key, sep, value = item.partition("=")
         if not sep:

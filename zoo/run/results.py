@@ -238,20 +238,21 @@ def aggregate(runs: Iterable[Any]) -> list[Row]:
 
 
 def by_task(rows: list[Row]) -> dict[str, tuple[str, list[Row]]]:
-    """{task: (headline metric, its rows by dataset, each dataset's best first)}."""
-    tasks: dict[str, list[Row]] = {}
+    """{task: (headline metric, its rows by dataset, each dataset's best first)}; a task whose
+    rows head with different metrics (Supervised: test/acc, test/mse) gives a table for each."""
+    tables: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
-        tasks.setdefault(row.task, []).append(row)
+        tables.setdefault((row.task, headline(row.task, row.values)), []).append(row)
     ordered = {}
-    for task, members in sorted(tasks.items()):
-        metric = headline(task, {m for row in members for m in row.values})
+    for (task, metric), members in sorted(tables.items()):
         sign = -1 if higher_is_better(metric) else 1
 
         def key(row: Row, metric: str = metric, sign: int = sign) -> tuple:
             found = row.summary(metric)
             return (row.dataset, found is None, sign * found.mean if found else 0.0, row.model)
 
-        ordered[task] = (metric, sorted(members, key=key))
+        title = task if sum(t == task for t, _ in tables) == 1 else f"{task}, {metric}"
+        ordered[title] = (metric, sorted(members, key=key))
     return ordered
 
 
@@ -305,12 +306,11 @@ def places(value: float) -> int:
 
 
 def mean_std(found: Summary | None) -> str:
-    """`0.9401 ± 0.0177`: the std to the mean's decimal places; the mean alone for one seed or
-    for values that did not vary (parameters)."""
+    """`0.9401 ± 0.0177`: the std to the mean's decimal places; the mean alone for one seed."""
     if found is None:
         return "-"
     decimals = places(found.mean)
-    if found.n == 1 or found.low == found.high and found.mean != 0 and decimals == 0:
+    if found.n == 1:
         return number(found.mean, decimals)
     return f"{number(found.mean, decimals)} ± {number(found.std, decimals)}"
 
@@ -421,7 +421,12 @@ def row_cells(
         row.dataset,
         f"**{mean_std(row.summary(metric))}**",
         *(mean_std(row.summary(m)) for m in others),
-        *(mean_std(row.summary(tag)) for tag in STATS.values()),
+        *(
+            number(row.summary(tag).mean, 0)
+            if tag == STATS["parameters"] and row.summary(tag)
+            else mean_std(row.summary(tag))
+            for tag in STATS.values()
+        ),
         ", ".join(sorted(row.devices)),
         str(len(row.seeds)),
         " ".join(links) or "-",
@@ -443,6 +448,11 @@ def leads(rows: list[Row], baselines: dict[str, Baselines]) -> list[str]:
                 continue
             name, best = max(scored.items(), key=lambda item: sign * item[1])
             lead = sign * (found.mean - best)
+            if abs(lead) < 1e-6 * max(1.0, abs(best)):
+                lines.append(
+                    f"- {row.model} on {row.dataset} ties {name} ({metric} {number(best)})"
+                )
+                continue
             verdict = "beats" if lead > 0 else "trails"
             spread = (
                 f"; its spread over seeds (std {number(found.std)}) is larger than that"
