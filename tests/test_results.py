@@ -81,9 +81,9 @@ def test_aggregation_groups_seeds_and_orders_best_first_by_the_headline(tmp_path
     ]
     rows = aggregate(runs)
     tables = by_task(rows)
-    assert list(tables) == ["Supervised, test/acc", "Supervised, test/mse"]  # one per headline
-    ordered = tables["Supervised, test/acc"][1]
-    metric, regression = tables["Supervised, test/mse"]
+    assert list(tables) == ["Supervised: test/acc", "Supervised: test/mse"]  # one per headline
+    ordered = tables["Supervised: test/acc"][1]
+    metric, regression = tables["Supervised: test/mse"]
     assert [r.model for r in regression] == ["neuron", "mlp"]  # lower mse first
     assert not higher_is_better(metric) and higher_is_better("test/r2")
     mlp = next(r for r in rows if (r.model, r.dataset) == ("mlp", "iris"))

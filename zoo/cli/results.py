@@ -11,6 +11,7 @@ the same splits: <out>/results.md, <out>/results.csv and pictures in <out>/resul
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -40,6 +41,13 @@ from zoo.run.results import (
 
 OPTIONS = ("profile", "seeds", "out", "models", "datasets", "sweep")
 TRAIN = "from zoo.cli.train import main; main()"  # `zoo train`, in a process of its own
+
+
+def same_zoo() -> dict[str, str]:
+    """The environment for the sweep's process, importing this zoo (not another installed one)."""
+    here = str(Path(__file__).resolve().parents[2])
+    paths = [here, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -78,8 +86,6 @@ def machine() -> str:
             if ln.startswith("model name")
         ]
         cpu = models[0] if models else cpu
-    import os
-
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -131,7 +137,7 @@ def results(argv: list[str]) -> int:
         [*suite.overrides, *passed],
         started,
     )
-    status = subprocess.call([sys.executable, "-c", TRAIN, *arguments])
+    status = subprocess.call([sys.executable, "-c", TRAIN, *arguments], env=same_zoo())
     if status not in (0, 2):  # 2: some points failed (listed); the others still count
         print(f"error: the sweep stopped (exit {status}); its runs so far: {folder / 'runs'}")
         return status

@@ -238,8 +238,9 @@ def aggregate(runs: Iterable[Any]) -> list[Row]:
 
 
 def by_task(rows: list[Row]) -> dict[str, tuple[str, list[Row]]]:
-    """{task: (headline metric, its rows by dataset, each dataset's best first)}; a task whose
-    rows head with different metrics (Supervised: test/acc, test/mse) gives a table for each."""
+    """{"task: metric": (the headline metric, its rows by dataset, each dataset's best first)};
+    a task whose rows head with different metrics (Supervised: test/acc, test/mse) gives one
+    table for each."""
     tables: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
         tables.setdefault((row.task, headline(row.task, row.values)), []).append(row)
@@ -251,8 +252,7 @@ def by_task(rows: list[Row]) -> dict[str, tuple[str, list[Row]]]:
             found = row.summary(metric)
             return (row.dataset, found is None, sign * found.mean if found else 0.0, row.model)
 
-        title = task if sum(t == task for t, _ in tables) == 1 else f"{task}, {metric}"
-        ordered[title] = (metric, sorted(members, key=key))
+        ordered[f"{task}: {metric}"] = (metric, sorted(members, key=key))
     return ordered
 
 
@@ -376,7 +376,7 @@ def markdown(
         better = "higher" if higher_is_better(metric) else "lower"
         columns = ["model", "data", f"**{metric}**", *others, *STATS, "device", "seeds", "pictures"]
         parts += [
-            f"## {task}: {metric} ({better} is better), best first per dataset",
+            f"## {task} ({better} is better), best first per dataset",
             "",
             "| " + " | ".join(columns) + " |",
             "|" + "---|" * len(columns),
