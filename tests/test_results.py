@@ -248,7 +248,7 @@ def test_the_neurons_default_command_fits_a_linear_relation(tmp_path):
     rows = "\n".join(f"{c:.2f},{1.8 * c + 32:.2f}" for c in celsius)
     (tmp_path / "celsius.csv").write_text("celsius,fahrenheit\n" + rows + "\n")
     options = ["model=neuron", "data=csv", f"data.path={tmp_path / 'celsius.csv'}"]
-    options += ["data.target=fahrenheit", "threads=1", "logger=null"]
+    options += ["data.target=fahrenheit", "threads=1"]
     fitted = train(compose_config(tmp_path / "run", options))
     assert fitted["test/r2"] > 0.999
 
