@@ -197,8 +197,9 @@ def test_bad_options_are_one_error_line(capsys):
     assert main(["profile=nope"]) == 2
     assert main(["models=nope"]) == 2
     assert main(["justaword"]) == 2
+    assert main(["runs=/no/such/folder"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines)
     assert "profiles: full, quick" in lines[0]
 
 
@@ -226,6 +227,9 @@ def test_quick_profile_writes_the_table_and_the_same_seeds_give_the_same_numbers
     for name in ("vae-digits-samples.png", "vae-digits-latent_walk.png"):
         assert (out / "results" / name).read_bytes().startswith(b"\x89PNG")
         assert f"(results/{name})" in text
+    (runs,) = (tmp_path / "logs" / "results").glob("quick_*/runs")
+    assert main(["profile=quick", f"runs={runs}", f"out={tmp_path / 'table'}"]) == 0  # no training
+    assert (tmp_path / "table" / "results.csv").read_text() == (out / "results.csv").read_text()
     again = tmp_path / "again"
     assert main([*common, "models=neuron", "datasets=iris", f"out={again}"]) == 0
     with (again / "results.csv").open() as handle:

@@ -7,6 +7,8 @@ the same splits: <out>/results.md, <out>/results.csv and pictures in <out>/resul
     zoo results seeds=5 out=my_results     other seeds, another folder (default: docs/)
     zoo results models=cnn,mlp datasets=digits,iris
     zoo results hydra/launcher=slurm trainer=gpu   any other override goes to every point
+    zoo results sweep=<folder>             the sweep's folder (default: logs/results/<profile>_...)
+    zoo results runs=<folder>/runs         no training: the tables again from a sweep's runs
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
+
+from omegaconf import DictConfig
 
 from zoo.registry import list_models
 from zoo.run.folders import RUN_ID, project_root, sweep_summary
@@ -39,7 +43,7 @@ from zoo.run.results import (
     write_points,
 )
 
-OPTIONS = ("profile", "seeds", "out", "models", "datasets", "sweep")
+OPTIONS = ("profile", "seeds", "out", "models", "datasets", "sweep", "runs")
 TRAIN = "from zoo.cli.train import main; main()"  # `zoo train`, in a process of its own
 
 
@@ -111,6 +115,11 @@ def results(argv: list[str]) -> int:
     models = names(options.get("models"), list_models(), "model")
     datasets = names(options.get("datasets"), list(suite.datasets), "dataset")
     out = Path(options["out"])
+    if options.get("runs"):
+        runs = Path(options["runs"])
+        if not runs.is_dir():
+            raise ValueError(f"no such folder: {runs}")
+        return write_results(runs, out, suite, profile, seeds, None)
     log_dir = next(
         (item.split("=", 1)[1] for item in passed if item.startswith("paths.log_dir=")),
         str(Path(project_root()) / "logs"),
@@ -144,7 +153,9 @@ def results(argv: list[str]) -> int:
     return write_results(folder / "runs", out, suite, profile, seeds, time.time() - started)
 
 
-def write_results(sweep: Path, out: Path, suite, profile: str, seeds: int, seconds: float) -> int:
+def write_results(
+    sweep: Path, out: Path, suite: DictConfig, profile: str, seeds: int, seconds: float | None
+) -> int:
     """Aggregate the finished runs under `sweep` into `out`: results.md, results.csv and the
     best seed's pictures of each row in results/."""
     from zoo.cli.compare import find_runs
@@ -180,8 +191,9 @@ def write_results(sweep: Path, out: Path, suite, profile: str, seeds: int, secon
         ),
         (
             f"Written by `zoo results profile={profile} seeds={seeds}` on "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in {duration(seconds)} "
-            f"({len(runs)} runs)."
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
+            + (f"in {duration(seconds)} " if seconds is not None else f"from {sweep} ")
+            + f"({len(runs)} runs)."
         ),
         f"Machine: {machine()}. Versions: {versions()}.",
         (
@@ -202,7 +214,8 @@ def write_results(sweep: Path, out: Path, suite, profile: str, seeds: int, secon
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(md)
     write_csv(rows, baselines, out / "results.csv")
-    print(f"results: {out / 'results.md'}, {out / 'results.csv'} ({duration(seconds)})")
+    took = f" ({duration(seconds)})" if seconds is not None else ""
+    print(f"results: {out / 'results.md'}, {out / 'results.csv'}{took}")
     return 1 if failed else 0
 
 
