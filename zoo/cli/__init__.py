@@ -1,5 +1,5 @@
-"""The `zoo` command: `zoo train|compare|predict|export|sample ...`, one `main()` per tool in
-this package; the scripts at the checkout's root (`python train.py ...`) call the same mains."""
+"""The `zoo` command: `zoo train|compare|predict|export|sample|results ...`, one `main()` per
+tool in this package; the root scripts (`python train.py ...`) call the same mains."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ COMMANDS = {
     "predict": "a trained classifier's predictions for images or a .npy file, as CSV",
     "export": "a trained model as ONNX, TorchScript or torch.export",
     "sample": "samples from a trained GAN, VAE or language model",
+    "results": "the whole zoo over seeds, beside baselines: docs/results.md and .csv",
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,50 @@ class Run:
         }
 
 
+class SeedRuns(Run):
+    """Runs that differ only by `seed`, as one row: the mean ± std over them of each score."""
+
+    def __init__(self, members: list[Run]) -> None:
+        first = members[0]
+        seeds = ",".join(fmt(m.hparams.get("seed", "?"), "{:g}") for m in members)
+        changed = [c for c in first.changed if not c.startswith("seed=")] + [f"seed={seeds}"]
+        super().__init__(first.folder, first.model, first.dataset, first.scalars, first.hparams)
+        self.changed, self.members, self.seeds = changed, members, seeds
+
+    def best(self) -> float | None:
+        return mean([m.best() for m in self.members])
+
+    def last(self, tag: str | None) -> float | None:
+        return mean([m.last(tag) for m in self.members])
+
+    def cells(self, root: Path) -> dict[str, str]:
+        scores = {"best": [m.best() for m in self.members]}
+        scores["test"] = [m.last(self.test_metric) for m in self.members]
+        return super().cells(root) | {k: spread(v) for k, v in scores.items()}
+
+
+def mean(values: list[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return statistics.fmean(found) if found else None
+
+
+def spread(values: list[float | None]) -> str:
+    """`0.9123 ± 0.0041 (n=3)`: mean ± sample std of the values there are."""
+    found = [v for v in values if v is not None]
+    if len(found) < 2:
+        return score(mean(found))
+    return f"{score(statistics.fmean(found))} ± {score(statistics.stdev(found))} (n={len(found)})"
+
+
+def merge_seeds(runs: list[Run]) -> list[Run]:
+    """Runs that differ only by `seed` (same model, data and other overrides) as one SeedRuns."""
+    together: dict[tuple, list[Run]] = {}
+    for run in runs:
+        others = tuple(c for c in run.changed if not c.startswith("seed="))
+        together.setdefault((run.group, run.model, run.dataset, others), []).append(run)
+    return [group[0] if len(group) == 1 else SeedRuns(group) for group in together.values()]
+
+
 def fmt(value: Any, pattern: str = "{:.4g}") -> str:
     if value is None:
         return "-"
@@ -108,6 +153,8 @@ def display_name(run: Run, root: Path, shared: set[str]) -> str:
     """The run's folder under `root` without start times and without the `shared` overrides
     (those of every run in its table, said once above it)."""
     name = relative(run.folder, root)
+    if isinstance(run, SeedRuns):  # the first run's folder names the seeds of them all
+        name = re.sub(r"seed=[^,_/]+", f"seed={run.seeds}", name)
     written = readable_overrides_of(run.changed)
     if shared and written and written in name:
         kept = ",".join(item for item in run.changed if item not in shared)
@@ -244,9 +291,9 @@ def table(
 
 def report(runs: list[Run], root: Path, columns: tuple[str, ...], width: int | None) -> str:
     """One table per task and metric: its headline, the overrides all its runs share, then its
-    runs best first."""
+    runs best first (runs that differ only by seed: one row, mean ± std)."""
     parts = []
-    for group, members in grouped(runs).items():
+    for group, members in grouped(merge_seeds(runs)).items():
         runs_ = f"{len(members)} run{'s' * (len(members) != 1)}"
         metrics = f"best = best {members[0].val_metric}, test = {members[0].test_metric or '-'}"
         shared = ",".join(sorted(shared_overrides(members)))
