@@ -255,7 +255,7 @@ class LastCheckpoint(Callback):
 class RunStats(Timer):
     """Lightning's Timer (the training time, kept across resumes); adds the count of training
     samples, and logs run/parameters, run/fit_seconds, run/samples_per_second and run/epochs
-    when training ends."""
+    when training ends. (Not ThroughputMonitor: it synchronises CUDA after every step.)"""
 
     def __init__(self) -> None:
         super().__init__()
