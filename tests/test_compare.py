@@ -10,7 +10,9 @@ from conftest import REPO, compose_config
 from torch.utils.tensorboard import SummaryWriter
 
 import zoo
+from zoo.cli.compare import find_runs, load_run
 from zoo.registry import models_for
+from zoo.run.hparams import hparams_summaries
 from zoo.run.training import train
 
 
@@ -85,3 +87,23 @@ def test_compare_sweep_runs_the_pairs_that_fit_and_lists_the_others_as_not_appli
     assert len(listed) == len(image_only) and all(
         "this data gives sequences" in line for line in listed
     )
+
+
+def test_load_run_reads_scalar_series_and_the_hparams_row_with_their_types(tmp_path):
+    table = {"model": "cnn", "lr": 0.001, "data.batch_size": 64, "model.compile": False}
+    with SummaryWriter(tmp_path / "run") as writer:
+        for step, loss in enumerate((0.9, 0.5)):
+            writer.add_scalar("val/loss", loss, step)
+        writer.add_scalar("run/fit_seconds", 2.5, 1)
+        for summary in hparams_summaries(table, ["val/loss"]):
+            writer.file_writer.add_summary(summary)
+    with SummaryWriter(tmp_path / "plain") as writer:
+        writer.add_scalar("val/loss", 1.0, 0)
+    run = load_run(tmp_path / "run")
+    assert run.scalars["val/loss"] == [(0, pytest.approx(0.9)), (1, pytest.approx(0.5))]
+    assert run.last("run/fit_seconds") == 2.5
+    assert run.hparams == table  # (torch writes a bool as the number 0 or 1)
+    assert run.cells(tmp_path)["lr"] == "0.001"
+    assert load_run(tmp_path / "plain").hparams == {}  # no HPARAMS row: no columns, no error
+    finished, skipped = find_runs([tmp_path])
+    assert [r.folder.name for r in finished] == ["run"] and skipped[0][0].name == "plain"

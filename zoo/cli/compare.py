@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from google.protobuf.json_format import MessageToDict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+from tensorboard.plugins.hparams import metadata
 
 from zoo.run.folders import FAILED, NOT_APPLICABLE, project_root
 from zoo.run.naming import NAME_LIMIT, readable_items
@@ -187,17 +188,11 @@ def names(folder: Path) -> tuple[str, str]:
 def hparams_row(events: EventAccumulator) -> dict[str, Any]:
     """The run's values in TensorBoard's HPARAMS tab (empty for runs that wrote none)."""
     try:
-        content = events.PluginTagToContent("hparams").get("_hparams_/session_start_info")
-    except KeyError:  # no HPARAMS records at all
+        content = events.PluginTagToContent("hparams")[metadata.SESSION_START_INFO_TAG]
+    except KeyError:  # no HPARAMS records, or no row of this run's values
         return {}
-    if content is None:
-        return {}
-    start = HParamsPluginData.FromString(content).session_start_info
-    return {
-        name: getattr(value, value.WhichOneof("kind"))
-        for name, value in start.hparams.items()
-        if value.WhichOneof("kind")
-    }
+    start = metadata.parse_session_start_info_plugin_data(content)
+    return MessageToDict(start).get("hparams", {})
 
 
 def load_run(folder: Path) -> Run:

@@ -1,5 +1,5 @@
 """Small callbacks: the best checkpoint by the task's monitor, finite loss, mid-epoch checkpoints,
-Ctrl-C and SIGTERM, run stats."""
+Ctrl-C and SIGTERM, run statistics."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, Timer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
@@ -34,25 +33,6 @@ class LearningRates(LearningRateMonitor):
         if use_names and len(param_groups) == 1 and group_name:
             return f"{name.split('-', 1)[0]}-{group_name}"  # lr-generator
         return super()._add_suffix(name, param_groups, param_group_index, use_names)
-
-
-class NetworkGraph(Callback):
-    """The network's graph in TensorBoard's GRAPHS tab (the torch writer's `add_graph`, as
-    Lightning's `log_graph`), for a task with one network and an example input
-    (`example_input_array`: not token or tree inputs, not GANs); a net that cannot be traced
-    trains on without its graph."""
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        example = getattr(pl_module, "example_input_array", None)
-        networks = pl_module.networks() if hasattr(pl_module, "networks") else {}
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if example is None or len(networks) != 1 or not loggers or not trainer.is_global_zero:
-            return
-        (net,) = networks.values()
-        try:
-            loggers[0].experiment.add_graph(net, example.to(pl_module.device))
-        except Exception as error:  # noqa: BLE001 - tracing fails in many ways; not fatal
-            print(f"no model graph in TensorBoard: {type(error).__name__}: {error}")
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -272,26 +252,24 @@ class LastCheckpoint(Callback):
                 )
 
 
-class RunStats(Callback):
-    """Log run/parameters, run/fit_seconds, run/samples_per_second and run/epochs after fit."""
+class RunStats(Timer):
+    """Lightning's Timer (the training time, kept across resumes); adds the count of training
+    samples, and logs run/parameters, run/fit_seconds, run/samples_per_second and run/epochs
+    when training ends. (Not ThroughputMonitor: it synchronises CUDA after every step.)"""
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.start = time.perf_counter()
-        self.samples = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples = 0  # training samples seen by this process, also before a resume
 
     def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
     ) -> None:
-        first = batch[0] if isinstance(batch, (tuple, list)) else batch
-        self.samples += len(first)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, *args)
+        self.samples += len(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.seconds = seconds = time.perf_counter() - self.start  # also the summary line's
+        super().on_train_end(trainer, pl_module)
+        seconds = self.time_elapsed("train")
         stats = {
             "run/parameters": float(sum(p.numel() for p in pl_module.parameters())),
             "run/fit_seconds": seconds,
@@ -300,3 +278,10 @@ class RunStats(Callback):
         }
         for logger in trainer.loggers:
             logger.log_metrics(stats, step=trainer.global_step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {"samples": self.samples}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.samples = state_dict.get("samples", 0)

@@ -16,7 +16,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -24,7 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 from zoo.errors import ConfigError, DoesNotFitError, first_line
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import accepted_inputs, build_model
-from zoo.run.callbacks import RunStats
 from zoo.run.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
 from zoo.run.cluster import slurm_requeued
 from zoo.run.folders import NOT_APPLICABLE, current_overrides, record_point, sweeping, write_record
@@ -95,7 +94,7 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
             container(config.get("scheduler")),
             name=choice("model"),
         )
-    logger = build(config.logger) if config.get("logger") else False
+    logger = build(config.logger, **graph_option(config, model)) if config.get("logger") else False
     callbacks = [build(c) for c in (config.get("callbacks") or {}).values() if c]
     if not logger:  # logger=null: nothing for a learning-rate monitor to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -110,6 +109,14 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
     if trainer.strategy.root_device.type == "cpu":
         torch.set_num_threads(cpu_threads(config.get("threads", "auto"), trainer))
     return datamodule, model, trainer
+
+
+def graph_option(config: DictConfig, model: Task) -> dict[str, bool]:
+    """`log_graph=False` for a task with no example input to trace (GANs, token or tree inputs),
+    where Lightning's `log_graph` would only warn."""
+    if config.logger.get("log_graph") and model.example_input_array is None:
+        return {"log_graph": False}
+    return {}
 
 
 def cpu_threads(threads: int | str, trainer: L.Trainer) -> int:
@@ -235,10 +242,11 @@ def train(config: DictConfig) -> dict[str, float]:
             sigterm = isinstance(stop, SIGTERMException)
             raise SystemExit(128 + (signal.SIGTERM if sigterm else signal.SIGINT)) from None
         raise
-    stats = [c for c in trainer.callbacks if isinstance(c, RunStats) and hasattr(c, "seconds")]
-    fit_seconds = stats[0].seconds if stats else time.perf_counter() - start  # compare.py's too
+    timers = [c for c in trainer.callbacks if isinstance(c, Timer)]  # RunStats: compare.py's too
+    fit_seconds = timers[0].time_elapsed("train") if timers else time.perf_counter() - start
     metrics = final_metrics(trainer, "val/")
     best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
+    trainer.enable_autolog_hparams = False  # logged by fit; testing would add a second graph
     trainer.test(
         model,
         datamodule=datamodule,

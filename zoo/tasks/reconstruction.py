@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
+from zoo.lightning_private import served
 from zoo.metrics.codes import kmeans_nmi, probe_accuracy
 from zoo.metrics.fid import fingerprint
 from zoo.nets.autoencoder import AutoEncoder, gaussian_kl, reparameterise
@@ -203,12 +204,8 @@ class Reconstruction(Task):
         if datamodule is None:
             return None
         codes, labels, count = [], [], 0
-        for index, batch in enumerate(datamodule.train_dataloader()):
-            batch = datamodule.on_before_batch_transfer(batch, index)  # as Lightning serves it
-            batch = datamodule.on_after_batch_transfer(
-                self.transfer_batch_to_device(batch, self.device, index), index
-            )
-            x, y = images_and_labels(batch)
+        for batch in datamodule.train_dataloader():
+            x, y = images_and_labels(served(self, batch))
             if y is None or count >= PROBE_TRAIN:
                 break
             codes.append(self.code(self.prepare_input(x)).cpu())
