@@ -128,6 +128,20 @@ def test_gpt_head_is_its_own_when_it_predicts_something_else():
     assert model.head.weight is not model.token_embed.weight
 
 
+def biases(model: torch.nn.Module) -> list[str]:
+    return [name for name, _ in model.named_parameters() if name.endswith("bias")]
+
+
+def test_gpt_has_no_biases_by_default_as_nanogpt():
+    assert biases(make("gpt")) == []
+    assert biases(make("gpt", num_outputs=7)) == ["head.bias"]  # a head of its own keeps one
+    with_biases = make("gpt", bias=True)
+    # Every block: 2 LayerNorms, qkv, proj, 2 MLP layers; then the final LayerNorm.
+    assert len(biases(with_biases)) == 6 * SMALL_GPT["depth"] + 1
+    x = tokens()
+    assert with_biases(x).shape == make("gpt")(x).shape
+
+
 def test_gpt_block_size_defaults_to_the_window_and_may_be_longer():
     assert make("gpt").block_size == STEPS
     model = make("gpt", block_size=STEPS + 8).eval()
