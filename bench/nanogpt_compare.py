@@ -11,7 +11,8 @@ the zoo's TextDataModule; nanoGPT gets the zoo's train split as train.bin and it
 as val.bin, in the zoo's vocabulary (its own prepare.py does the same for Shakespeare).
 
 Each pair runs both as separate processes (one torch thread each, `OMP_NUM_THREADS=1`), in
-alternating order, and records: the whole process's wall time; training tokens/s (nanoGPT: its
+alternating order, and records: the whole process's wall time and CPU time (the steadier figure
+on a shared machine; it includes compiler subprocesses); training tokens/s (nanoGPT: its
 median iteration time; the zoo: tokens over the fit time it prints, which also holds its one
 validation and text sample); and the validation loss after the last step (nanoGPT: its
 estimate_loss on 20 batches, `eval_interval` = `--steps`; the zoo: val/loss over its whole
@@ -26,6 +27,7 @@ import os
 import pickle
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -68,16 +70,21 @@ def environment() -> dict[str, str]:
     return os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def timed(command: list[str], cwd: Path) -> tuple[float, str]:
+def timed(command: list[str], cwd: Path) -> tuple[float, float, str]:
+    """The command's wall and CPU seconds (user + system, its child processes included) and
+    its output; one error line and the output's tail when it fails."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         command, cwd=cwd, env=environment(), capture_output=True, text=True, check=False
     )
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if done.returncode != 0:
         tail = (done.stdout + done.stderr)[-3000:]
         sys.exit(f"error: {' '.join(command[:3])} failed:\n{tail}")
-    return seconds, done.stdout + done.stderr
+    return seconds, cpu, done.stdout + done.stderr
 
 
 def run_nanogpt(nanogpt: Path, data: Path, out: Path, steps: int) -> dict[str, float]:
@@ -91,12 +98,13 @@ def run_nanogpt(nanogpt: Path, data: Path, out: Path, steps: int) -> dict[str, f
         f"--n_head={SHAPE['heads']}", f"--n_embd={SHAPE['width']}", f"--max_iters={steps}",
         f"--lr_decay_iters={steps}", f"--eval_interval={steps}", "--dropout=0.0",
     ]  # fmt: skip
-    seconds, output = timed(command, nanogpt)
+    seconds, cpu, output = timed(command, nanogpt)
     times = [float(t) for t in re.findall(r"^iter \d+: .*time ([\d.]+)ms", output, LINES)]
     losses = re.findall(rf"^step {steps}: train loss [\d.]+, val loss ([\d.]+)", output, LINES)
     tokens = SHAPE["batch"] * SHAPE["block"]
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "tokens_per_s": tokens / (statistics.median(times[1:]) / 1000),
         "val_loss": float(losses[-1]),
     }
@@ -112,10 +120,11 @@ def run_zoo(text: Path, logs: Path, steps: int, compile: bool) -> dict[str, floa
         f"model.width={SHAPE['width']}", "model.dropout=0", "threads=1",
         f"model.compile={str(compile).lower()}", f"paths.log_dir={logs}",
     ]  # fmt: skip
-    seconds, output = timed(command, ROOT)
+    seconds, cpu, output = timed(command, ROOT)
     fit = float(re.search(r"fit ([\d.]+) s", output).group(1))
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "tokens_per_s": steps * SHAPE["batch"] * SHAPE["block"] / fit,
         "val_loss": zoo_val_loss(logs),
     }
