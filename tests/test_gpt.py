@@ -286,3 +286,17 @@ def test_a_raw_loop_learns_a_repeated_text(name):
         torch.set_num_threads(threads)
     assert losses[0] == pytest.approx(torch.log(torch.tensor(vocab)).item(), rel=0.2)
     assert losses[-1] < 0.5 * losses[0], f"{losses[0]:.3f} -> {losses[-1]:.3f} in {seconds:.1f} s"
+
+
+def test_sampling_text_compiles_nothing_when_the_net_is_compiled():
+    from torch._dynamo.utils import counters
+
+    from zoo.tasks.language_model import LanguageModel
+
+    net = {"_target_": "zoo.nets.GPT", "depth": 1, "width": 16, "heads": 2}
+    model = LanguageModel(net, input_shape=(8,), vocabulary="\ufffdab\n", compile=True)
+    model.compile_in_place()
+    counters.clear()
+    text = model.generate("ab", length=12, seed=0)
+    assert len(text) == 12 and set(text) <= set("\ufffdab\n")
+    assert not counters["stats"]["unique_graphs"]  # every step ran eagerly
