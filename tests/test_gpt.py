@@ -128,6 +128,20 @@ def test_gpt_head_is_its_own_when_it_predicts_something_else():
     assert model.head.weight is not model.token_embed.weight
 
 
+def biases(model: torch.nn.Module) -> list[str]:
+    return [name for name, _ in model.named_parameters() if name.endswith("bias")]
+
+
+def test_gpt_has_no_biases_by_default_as_nanogpt():
+    assert biases(make("gpt")) == []
+    assert biases(make("gpt", num_outputs=7)) == ["head.bias"]  # a head of its own keeps one
+    with_biases = make("gpt", bias=True)
+    # Every block: 2 LayerNorms, qkv, proj, 2 MLP layers; then the final LayerNorm.
+    assert len(biases(with_biases)) == 6 * SMALL_GPT["depth"] + 1
+    x = tokens()
+    assert with_biases(x).shape == make("gpt")(x).shape
+
+
 def test_gpt_block_size_defaults_to_the_window_and_may_be_longer():
     assert make("gpt").block_size == STEPS
     model = make("gpt", block_size=STEPS + 8).eval()
@@ -272,3 +286,17 @@ def test_a_raw_loop_learns_a_repeated_text(name):
         torch.set_num_threads(threads)
     assert losses[0] == pytest.approx(torch.log(torch.tensor(vocab)).item(), rel=0.2)
     assert losses[-1] < 0.5 * losses[0], f"{losses[0]:.3f} -> {losses[-1]:.3f} in {seconds:.1f} s"
+
+
+def test_sampling_text_compiles_nothing_when_the_net_is_compiled():
+    from torch._dynamo.utils import counters
+
+    from zoo.tasks.language_model import LanguageModel
+
+    net = {"_target_": "zoo.nets.GPT", "depth": 1, "width": 16, "heads": 2}
+    model = LanguageModel(net, input_shape=(8,), vocabulary="\ufffdab\n", compile=True)
+    model.compile_in_place()
+    counters.clear()
+    text = model.generate("ab", length=12, seed=0)
+    assert len(text) == 12 and set(text) <= set("\ufffdab\n")
+    assert not counters["stats"]["unique_graphs"]  # every step ran eagerly

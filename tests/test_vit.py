@@ -135,6 +135,11 @@ def test_token_count_matches_patch_grid(shape, options, patches, pool):
     assert model.tokens(torch.randn(2, *shape)).shape == (2, extra + patches, 32)
 
 
+def test_blocks_keep_their_biases():
+    names = [name for name, _ in make(depth=1).named_parameters() if name.endswith("bias")]
+    assert len(names) == 6 + 3  # 2 LayerNorms, qkv, proj, 2 MLP layers; patch embed, norm, head
+
+
 @pytest.mark.parametrize("pool", ["cls", "mean"])
 def test_gradients_reach_every_parameter(pool):
     model = make((3, 8, 8), 5, pool=pool, depth=2)

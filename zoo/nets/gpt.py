@@ -3,7 +3,8 @@
 Token embeddings plus learned position embeddings go through pre-norm transformer blocks whose
 self-attention is causal (position t sees positions <= t only; zoo/nets/transformer.py), a final
 LayerNorm and a linear head. When the head predicts tokens (num_outputs == vocab_size) its weight
-is the token embedding's (weight tying, Press & Wolf 2017).
+is the token embedding's (weight tying, Press & Wolf 2017). As in nanoGPT, the linear layers and
+LayerNorms have no biases by default (`bias=False`); a head of its own keeps its bias.
 
 The defaults (4 blocks of width 128, about 0.8M parameters for 100 characters and windows of 128)
 are nanoGPT's CPU configuration for character-level Shakespeare: trainable in minutes on a CPU.
@@ -53,6 +54,7 @@ class GPT(nn.Module):
         heads: int = 4,
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
+        bias: bool = False,
     ) -> None:
         super().__init__()
         window = check_tokens(type(self), input_shape)
@@ -80,9 +82,12 @@ class GPT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(block_size, width))
         self.embed_drop = nn.Dropout(dropout)
         self.blocks = nn.Sequential(
-            *(Block(width, heads, mlp_width, dropout, causal=True) for _ in range(depth))
+            *(
+                Block(width, heads, mlp_width, dropout, causal=True, bias=bias)
+                for _ in range(depth)
+            )
         )
-        self.norm = nn.LayerNorm(width)
+        self.norm = nn.LayerNorm(width, bias=bias)
         self.tied = num_outputs == vocab_size
         self.head = nn.Linear(width, num_outputs, bias=not self.tied)
         self.reset_parameters()

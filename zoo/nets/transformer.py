@@ -2,7 +2,9 @@
 
 `SelfAttention` is multi-head self-attention on one fused qkv projection and torch's
 `scaled_dot_product_attention` (flash / memory-efficient kernels where the device has them);
-`Block` is the pre-norm residual block around it and a GELU MLP.
+`Block` is the pre-norm residual block around it and a GELU MLP. `bias=False` leaves the biases
+out of every linear layer and LayerNorm (nanoGPT's choice for the GPT: fewer tensors to update,
+no bias gradients to reduce).
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ class SelfAttention(nn.Module):
     Attention-weight dropout applies only while training.
     """
 
-    def __init__(self, width: int, heads: int, dropout: float, causal: bool = False) -> None:
+    def __init__(
+        self, width: int, heads: int, dropout: float, causal: bool = False, bias: bool = True
+    ) -> None:
         super().__init__()
         self.heads = heads
         self.dropout = dropout
         self.causal = causal
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
+        self.qkv = nn.Linear(width, 3 * width, bias=bias)
+        self.proj = nn.Linear(width, width, bias=bias)
         self.proj_drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -43,17 +47,23 @@ class Block(nn.Module):
     """Pre-norm transformer block: x + attention(norm(x)), then x + mlp(norm(x))."""
 
     def __init__(
-        self, width: int, heads: int, mlp_width: int, dropout: float, causal: bool = False
+        self,
+        width: int,
+        heads: int,
+        mlp_width: int,
+        dropout: float,
+        causal: bool = False,
+        bias: bool = True,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(width)
-        self.attention = SelfAttention(width, heads, dropout, causal=causal)
-        self.norm2 = nn.LayerNorm(width)
+        self.norm1 = nn.LayerNorm(width, bias=bias)
+        self.attention = SelfAttention(width, heads, dropout, causal=causal, bias=bias)
+        self.norm2 = nn.LayerNorm(width, bias=bias)
         self.mlp = nn.Sequential(
-            nn.Linear(width, mlp_width),
+            nn.Linear(width, mlp_width, bias=bias),
             nn.GELU(),
             nn.Dropout(dropout),
-            nn.Linear(mlp_width, width),
+            nn.Linear(mlp_width, width, bias=bias),
             nn.Dropout(dropout),
         )
 

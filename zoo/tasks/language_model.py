@@ -121,7 +121,10 @@ class LanguageModel(Task):
         seed: int | None = None,
     ) -> str:
         """`length` characters sampled after `prompt` (the prompt itself not included); the
-        context is the last `input_shape[0]` characters. The same seed gives the same text."""
+        context is the last `input_shape[0]` characters. The same seed gives the same text.
+        Runs eagerly also with `compile=True`: a window that grows by one character per call is
+        a new shape for torch.compile each time, so it would compile graphs for a few hundred
+        small forward passes."""
         if not isinstance(length, int) or isinstance(length, bool) or length < 1:
             raise ValueError(f"length must be a positive integer, got {length!r}")
         if not (isinstance(temperature, (int, float)) and temperature > 0):
@@ -135,12 +138,13 @@ class LanguageModel(Task):
         self.eval()
         ids = self.encode(prompt or "\n").to(self.device)
         window = self.input_shape[0]
-        for _ in range(length):
-            logits = self(ids[-window:][None])[0, -1].float() / temperature
-            if top_k is not None and top_k < len(logits):
-                cutoff = torch.topk(logits, top_k).values[-1]
-                logits = logits.masked_fill(logits < cutoff, float("-inf"))
-            choice = torch.multinomial(logits.softmax(-1), 1, generator=generator)
-            ids = torch.cat([ids, choice])
+        with torch.compiler.set_stance("force_eager"):
+            for _ in range(length):
+                logits = self(ids[-window:][None])[0, -1].float() / temperature
+                if top_k is not None and top_k < len(logits):
+                    cutoff = torch.topk(logits, top_k).values[-1]
+                    logits = logits.masked_fill(logits < cutoff, float("-inf"))
+                choice = torch.multinomial(logits.softmax(-1), 1, generator=generator)
+                ids = torch.cat([ids, choice])
         self.train(training)
         return "".join(self.vocabulary[i] for i in ids[-length:].tolist())
