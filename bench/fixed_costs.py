@@ -5,7 +5,7 @@
 
 Start-up imports: train.py's imports against what a plain PyTorch loop imports (torch, numpy and
 an optimizer, which loads torch._dynamo), each in a fresh process, alternating. The rest: one
-run of train.py's own path (`zoo.training.train`, in this process, after the imports), timing
+run of train.py's own path (`zoo.run.training.train`, in this process, after the imports), timing
 each piece that is not a training step: building the run, the sanity check, the model summary,
 the network graph, the data's reference points, validation, generated text samples, checkpoint
 files, the test stage. CPU seconds (this process's, one torch thread) beside wall seconds: on a
@@ -109,26 +109,28 @@ def run_costs(overrides: list[str]) -> tuple[dict[str, list[float]], float]:
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from lightning.pytorch.callbacks import ModelSummary
+    from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.loops import _EvaluationLoop
     from omegaconf import open_dict
 
-    import zoo.training
-    from zoo.callbacks import NetworkGraph
     from zoo.data.text import TextDataModule
     from zoo.registry import CONFIG_DIR
+    from zoo.run import training
+    from zoo.run.resolvers import register
     from zoo.tasks.language_model import LanguageModel
 
+    register()
     clock = Clock()
-    clock.wrap(zoo.training, "build_run", "build the run (data, model, trainer)")
+    clock.wrap(training, "build_run", "build the run (data, model, trainer)")
     clock.wrap(ModelSummary, "on_fit_start", "model summary")
-    clock.wrap(NetworkGraph, "on_fit_start", "network graph (TensorBoard GRAPHS)")
+    clock.wrap(TensorBoardLogger, "log_graph", "network graph (TensorBoard GRAPHS)")
     clock.wrap(TextDataModule, "reference_bits_per_char", "reference points (xz, unigram)")
     clock.wrap(LanguageModel, "generate", "text samples (TEXT tab)")
     clock.wrap(L.Trainer, "save_checkpoint", "checkpoint files")
     clock.wrap(L.Trainer, "test", "test stage (best checkpoint, test split)")
     clock.wrap(_EvaluationLoop, "run", "sanity check + validation (incl. samples)")
     clock.wrap(L.Trainer, "fit", "fit")
-    clock.wrap(zoo.training, "train", "train() in all")
+    clock.wrap(training, "train", "train() in all")
     logs = tempfile.mkdtemp(prefix="zoo-fixed-costs-")
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         config = compose("config", overrides=[*overrides, "threads=1"], return_hydra_config=True)
@@ -139,7 +141,7 @@ def run_costs(overrides: list[str]) -> tuple[dict[str, list[float]], float]:
     HydraConfig.instance().set_config(config)  # as train.py's @hydra.main does
     with open_dict(config):
         del config["hydra"]
-    zoo.training.train(config)
+    training.train(config)
     seconds = dict(clock.seconds)
     inside = [
         "sanity check + validation (incl. samples)",
