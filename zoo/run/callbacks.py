@@ -273,11 +273,27 @@ class LastCheckpoint(Callback):
 
 
 class RunStats(Callback):
-    """Log run/parameters, run/fit_seconds, run/samples_per_second and run/epochs after fit."""
+    """Log run/parameters, run/fit_seconds, run/samples_per_second and run/epochs after fit.
+    The seconds and samples are those of the whole run: a checkpoint carries them, so a run
+    resumed from it (a requeued SLURM job, ckpt_path=last) counts its earlier attempts too."""
+
+    def __init__(self) -> None:
+        self.before = {"seconds": 0.0, "samples": 0}  # earlier attempts', from the checkpoint
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.perf_counter()
-        self.samples = 0
+        self.samples = self.before["samples"]
+
+    def state_dict(self) -> dict[str, float]:
+        if not hasattr(self, "start"):  # not fitting
+            return dict(self.before)
+        return {
+            "seconds": self.before["seconds"] + time.perf_counter() - self.start,
+            "samples": self.samples,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.before = {"seconds": state_dict["seconds"], "samples": state_dict["samples"]}
 
     def on_train_batch_end(
         self,
@@ -291,7 +307,8 @@ class RunStats(Callback):
         self.samples += len(first)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.seconds = seconds = time.perf_counter() - self.start  # also the summary line's
+        seconds = self.before["seconds"] + time.perf_counter() - self.start
+        self.seconds = seconds  # also the summary line's
         stats = {
             "run/parameters": float(sum(p.numel() for p in pl_module.parameters())),
             "run/fit_seconds": seconds,
