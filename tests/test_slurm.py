@@ -173,10 +173,11 @@ def test_a_preempted_job_requeues_resumes_in_its_folder_and_matches_its_twin(tmp
 
 
 def test_a_job_at_its_time_limit_is_signalled_requeued_and_finishes(tmp_path):
-    # A one-minute limit and the signal 55 s before it: SLURM (which checks limits every 30 s)
-    # sends USR1 while the job waits at step 5, by itself.
+    # A two-minute limit and the signal 30 s before it: SLURM, which checks limits every 30 s,
+    # sends USR1 30 to 60 s before the limit, by itself, while the job waits at step 5. The
+    # requeued attempt has two minutes again, and needs well under one.
     flags = tmp_path / "flags"
-    limit = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=55"]
+    limit = ["hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30"]
     process = sweep(tmp_path, "model=mlp", "trainer.max_epochs=1", *limit, *waiting_at(5, flags))
     (job,) = wait_for(flags, 1, process)
     output = finish(process)
@@ -186,6 +187,7 @@ def test_a_job_at_its_time_limit_is_signalled_requeued_and_finishes(tmp_path):
     assert torch.load(hpc, weights_only=True)["global_step"] == 5
     log = job_log(tmp_path)
     assert "Handling auto-requeue signal: 10" in log and f"Requeued SLURM job: {job.name}" in log
+    assert f"Restored all states from the checkpoint at {hpc}" in log
     assert "test/acc" in scalars(point)
 
 
