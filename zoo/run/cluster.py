@@ -6,11 +6,17 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+from hydra.core.utils import JobReturn
+from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from submitit.core.utils import FailedJobError, UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
+
+from zoo.run.folders import submitit_jobs, sweep_summary
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,44 @@ class SqueueWhenNoAccounting(SlurmInfoWatcher):
         self._last_status_check = time.time()
 
 
-def follow_jobs_without_accounting() -> None:
-    """Make submitit's SLURM jobs (hydra/launcher=slurm) use SqueueWhenNoAccounting."""
+def follow_slurm_jobs() -> None:
+    """For hydra/launcher=slurm, in the launching process (zoo.run.folders.RunFolders calls it
+    before Hydra starts the launcher): follow the jobs without accounting too
+    (SqueueWhenNoAccounting), and where jobs end without a result (cancelled, killed at their
+    time limit) wait for the others and end with the sweep's summary and exit code 2, not with
+    the first such job's traceback. Hydra takes launchers only from its plugin package, so this
+    wraps the plugin's `launch` rather than subclassing it."""
     if not isinstance(SlurmJob.watcher, SqueueWhenNoAccounting):
         SlurmJob.watcher = SqueueWhenNoAccounting(delay_s=60)
+    plugin = submitit_launcher.SlurmLauncher
+    if getattr(plugin.launch, "summarises", False):
+        return
+    launch = plugin.launch
+
+    def summarising_launch(
+        self: submitit_launcher.SlurmLauncher,
+        job_overrides: Sequence[Sequence[str]],
+        initial_job_idx: int,
+    ) -> Sequence[JobReturn]:
+        try:
+            return launch(self, job_overrides, initial_job_idx)
+        except FailedJobError:  # the job's own error, with its traceback
+            raise
+        except UncompletedJobError:
+            sweep = Path(str(self.config.hydra.sweep.dir))
+            states = wait_for_jobs([job.name for job in submitit_jobs(sweep / ".submitit")])
+            print(sweep_summary(sweep, states)[0])
+            raise SystemExit(2) from None
+
+    summarising_launch.summarises = True  # type: ignore[attr-defined]
+    plugin.launch = summarising_launch  # type: ignore[method-assign]
+
+
+def wait_for_jobs(jobs: list[str], poll_s: float = 5) -> dict[str, str]:
+    """Wait until none of `jobs` is pending or running; their last states, by job id."""
+    watcher = SlurmJob.watcher
+    while True:
+        states = {job: watcher.get_state(job, mode="force") for job in jobs}
+        if all(watcher.is_done(job, mode="cache") for job in jobs):
+            return states
+        time.sleep(poll_s)
