@@ -245,13 +245,14 @@ def test_without_accounting_jobs_are_followed_through_squeue_said_once(
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     watcher = SqueueWhenNoAccounting(delay_s=60)
-    states = [watcher.get_state(job, mode="force") for job in ("7_0", "7_1", "7_0")]
-    assert states == ["CANCELLED", "RUNNING", "CANCELLED"]
+    states = [watcher.get_state(job, mode="force") for job in ("7_0", "7_1", "7_0", "6")]
+    assert states == ["CANCELLED", "RUNNING", "CANCELLED", "PURGED"]  # 6: squeue forgot it
     assert watcher.is_done("7_0", mode="cache") and not watcher.is_done("7_1", mode="cache")
+    assert watcher.is_done("6", mode="cache")
     said = [r.getMessage() for r in caplog.records if "accounting" in r.getMessage()]
     off = "SLURM accounting is off (sacct: Slurm accounting storage is disabled)"
     assert said == [f"{off}: job states come from squeue"]
-    assert "--jobs 7" in calls.read_text()
+    assert "--jobs 6,7" in calls.read_text()
 
 
 def test_run_stats_carry_the_fit_time_of_earlier_attempts_in_the_checkpoint():

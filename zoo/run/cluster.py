@@ -30,7 +30,9 @@ def slurm_requeued(trainer: L.Trainer) -> bool:
 class SqueueWhenNoAccounting(SlurmInfoWatcher):
     """submitit's job watcher asks `sacct`, which fails where SLURM keeps no accounting (no
     slurmdbd, common on small clusters): submitit then warns on every poll and never learns
-    that a job was cancelled or killed. This one says so once and asks `squeue` instead."""
+    that a job was cancelled or killed. This one says so once and asks `squeue` instead; a job
+    squeue no longer lists (SLURM forgets ended jobs after MinJobAge) is PURGED, ended. It uses
+    submitit's private watcher fields, here only."""
 
     accounting = True
 
@@ -52,7 +54,10 @@ class SqueueWhenNoAccounting(SlurmInfoWatcher):
         squeue = ["squeue", "--states=all", "--noheader", "--format=%i|%T|%N", "--jobs", jobs]
         answer = subprocess.run(squeue, capture_output=True, text=True, check=False)
         if answer.returncode == 0:
-            self._info_dict.update(self.read_info("JobID|State|NodeList\n" + answer.stdout))
+            listed = self.read_info("JobID|State|NodeList\n" + answer.stdout)
+            for job in self._registered - self._finished - set(listed):
+                listed[job] = {"JobID": job, "State": "PURGED", "NodeList": ""}
+            self._info_dict.update(listed)
         self._last_status_check = time.time()
 
 
@@ -64,7 +69,7 @@ def follow_slurm_jobs() -> None:
     the first such job's traceback. Hydra takes launchers only from its plugin package, so this
     wraps the plugin's `launch` rather than subclassing it."""
     if not isinstance(SlurmJob.watcher, SqueueWhenNoAccounting):
-        SlurmJob.watcher = SqueueWhenNoAccounting(delay_s=60)
+        SlurmJob.watcher = SqueueWhenNoAccounting(delay_s=15)  # squeue is cheap
     plugin = submitit_launcher.SlurmLauncher
     if getattr(plugin.launch, "summarises", False):
         return
@@ -81,7 +86,7 @@ def follow_slurm_jobs() -> None:
             raise
         except UncompletedJobError:
             sweep = Path(str(self.config.hydra.sweep.dir))
-            states = wait_for_jobs([job.name for job in submitit_jobs(sweep / ".submitit")])
+            states = wait_for_jobs(submitit_jobs(sweep / ".submitit"))
             print(sweep_summary(sweep, states)[0])
             raise SystemExit(2) from None
 
@@ -89,11 +94,13 @@ def follow_slurm_jobs() -> None:
     plugin.launch = summarising_launch  # type: ignore[method-assign]
 
 
-def wait_for_jobs(jobs: list[str], poll_s: float = 5) -> dict[str, str]:
-    """Wait until none of `jobs` is pending or running; their last states, by job id."""
+def wait_for_jobs(jobs: list[Path], poll_s: float = 5) -> dict[str, str]:
+    """Wait until each of `jobs` (submitit's job folders) has its result or has ended; the
+    SLURM state of each, by job id."""
     watcher = SlurmJob.watcher
     while True:
-        states = {job: watcher.get_state(job, mode="force") for job in jobs}
-        if all(watcher.is_done(job, mode="cache") for job in jobs):
+        states = {job.name: watcher.get_state(job.name, mode="force") for job in jobs}
+        ended = [any(job.glob("*_result.pkl")) or watcher.is_done(job.name) for job in jobs]
+        if all(ended):
             return states
         time.sleep(poll_s)
