@@ -91,15 +91,23 @@ start() {
   fail "the node did not come up; see $state/slurmctld.log and $state/slurmd.log"
 }
 
-stop() {
-  local name
-  for name in slurmd slurmctld; do
-    if running "$state/$name.pid"; then
-      kill "$(cat "$state/$name.pid")"
-    fi
+stop_daemon() {  # stop_daemon PIDFILE: end that process and wait (up to 20 s) until it has
+  local pid
+  running "$1" || return 0
+  pid=$(cat "$1")
+  kill "$pid"
+  for _ in $(seq 40); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.5
   done
+  fail "process $pid ($1) did not stop"
+}
+
+stop() {
+  stop_daemon "$state/slurmd.pid"
+  stop_daemon "$state/slurmctld.pid"
   if [ -f "$state/started-munged" ]; then
-    [ -f /run/munge/munged.pid ] && kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+    stop_daemon /run/munge/munged.pid
     rm -f "$state/started-munged"
   fi
   echo "slurm cluster stopped"

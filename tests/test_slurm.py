@@ -39,7 +39,8 @@ ACCOUNTING_OFF = "SLURM accounting is off"
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> None:
-    """The one-node cluster, started (idempotently) by the repo's script where it is not up."""
+    """The one-node cluster: .ci/run starts it; where it is not up, the repo's script starts it
+    (idempotent) and leaves it running (scripts/slurm_cluster.sh stop ends it)."""
     if shutil.which("sbatch") is None:
         pytest.skip("SLURM is not installed here (apt-get install -y slurm-wlm munge)")
     script = REPO / "scripts" / "slurm_cluster.sh"
