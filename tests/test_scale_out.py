@@ -17,6 +17,8 @@ import yaml
 from conftest import REPO, compose_config
 
 from zoo.data import DigitsDataModule
+from zoo.run.cluster import SqueueWhenNoAccounting
+from zoo.run.folders import sweep_summary
 from zoo.run.search import direction, objective
 
 QUIET = ["~callbacks.progress_bar", "+trainer.enable_progress_bar=false"]
@@ -206,3 +208,47 @@ def train_split() -> torch.Tensor:
     data = DigitsDataModule()
     data.setup()
     return data.splits["train"][0]
+
+
+def test_a_sweep_summary_counts_jobs_not_submitits_folder_and_names_unfinished_ones(tmp_path):
+    sweep = tmp_path / "sweep"
+    for point in ("0_mlp-digits", "1_cnn-digits"):
+        (sweep / point).mkdir(parents=True)
+    (sweep / ".submitit" / "5").mkdir(parents=True)  # a job array's script: not a job
+    (sweep / ".submitit" / "5" / "5_submission.sh").write_text("#!/bin/sh\n")
+    for job in ("5_0", "5_1"):
+        (sweep / ".submitit" / job).mkdir()
+        (sweep / ".submitit" / job / f"{job}_submitted.pkl").write_bytes(b"")
+    (sweep / ".submitit" / "5_0" / "5_0_0_result.pkl").write_bytes(b"")  # 5_1 was cancelled
+    summary, failed = sweep_summary(sweep, {"5_1": "CANCELLED"})
+    assert summary.splitlines() == [
+        f"sweep {sweep}: 2 points, 1 ran, 0 not applicable, 1 failed",
+        f"  did not finish: job 5_1 CANCELLED (its log: {sweep / '.submitit' / '5_1'})",
+    ]
+    assert failed == 1
+    (sweep / ".submitit" / "5_1" / "5_1_0_result.pkl").write_bytes(b"")
+    assert sweep_summary(sweep)[0] == f"sweep {sweep}: 2 points, 2 ran, 0 not applicable, 0 failed"
+
+
+def test_without_accounting_jobs_are_followed_through_squeue_said_once(
+    tmp_path, monkeypatch, caplog
+):
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    sacct = bin_dir / "sacct"
+    sacct.write_text("#!/bin/sh\necho Slurm accounting storage is disabled >&2\nexit 1")
+    (bin_dir / "squeue").write_text(
+        f'#!/bin/sh\necho "$@" >> {calls}\necho "7_0|CANCELLED|vm"\necho "7_1|RUNNING|vm"\n'
+    )
+    for tool in ("sacct", "squeue"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    watcher = SqueueWhenNoAccounting(delay_s=60)
+    states = [watcher.get_state(job, mode="force") for job in ("7_0", "7_1", "7_0", "6")]
+    assert states == ["CANCELLED", "RUNNING", "CANCELLED", "PURGED"]  # 6: squeue forgot it
+    assert watcher.is_done("7_0", mode="cache") and not watcher.is_done("7_1", mode="cache")
+    assert watcher.is_done("6", mode="cache")
+    said = [r.getMessage() for r in caplog.records if "accounting" in r.getMessage()]
+    off = "SLURM accounting is off (sacct: Slurm accounting storage is disabled)"
+    assert said == [f"{off}: job states come from squeue"]
+    assert "--jobs 6,7" in calls.read_text()

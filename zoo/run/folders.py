@@ -115,22 +115,40 @@ def refuse(error: Exception, output_dir: str | Path, keep: bool = False) -> None
     raise SystemExit(2)
 
 
-def sweep_summary(sweep_dir: Path) -> tuple[str, int]:
-    """A few lines on how each point of a sweep ended, and how many failed."""
-    points = sorted(p for p in sweep_dir.iterdir() if p.is_dir()) if sweep_dir.is_dir() else []
-    finished, skipped, failed = [], [], []
+def sweep_summary(sweep_dir: Path, states: dict[str, str] | None = None) -> tuple[str, int]:
+    """A few lines on how each point of a sweep ended, and how many failed. The points are the
+    run folders (not submitit's `.submitit`) or, where more, submitit's jobs; a job that ended
+    without a result (cancelled, or killed at its time limit) counts as failed, with its SLURM
+    state where `states` (by job id) has it."""
+    folders = sorted(p for p in sweep_dir.iterdir() if p.is_dir()) if sweep_dir.is_dir() else []
+    points = [p for p in folders if not p.name.startswith(".")]
+    skipped, failed = [], []
     for point in points:
         if (point / NOT_APPLICABLE).is_file():
             skipped.append(f"  not applicable: {point.name}: {first_line(point / NOT_APPLICABLE)}")
         elif (point / FAILED).is_file():
             failed.append(f"  failed: {point.name}: {first_line(point / FAILED)}")
-        else:
-            finished.append(point)
+    jobs = submitit_jobs(sweep_dir / ".submitit")
+    unfinished = [job for job in jobs if not any(job.glob("*_result.pkl"))]
+    count = max(len(points), len(jobs))
+    ran = count - len(skipped) - len(failed) - len(unfinished)
+    states = states or {}
+    failed += [
+        f"  did not finish: job {job.name}{' ' + states[job.name] if job.name in states else ''}"
+        f" (its log: {job})"
+        for job in unfinished
+    ]
     head = (
-        f"sweep {sweep_dir}: {len(points)} points, {len(finished)} ran, "
-        f"{len(skipped)} not applicable, {len(failed)} failed"
+        f"sweep {sweep_dir}: {count} points, {ran} ran, {len(skipped)} not applicable, "
+        f"{len(failed)} failed"
     )
     return "\n".join([head, *skipped, *failed]), len(failed)
+
+
+def submitit_jobs(folder: Path) -> list[Path]:
+    """submitit's folder of each job of a sweep (hydra/launcher=slurm or submitit_local): the
+    one holding what the job runs (a job array's submission script has a folder of its own)."""
+    return sorted(p.parent for p in folder.glob("*/*_submitted.pkl"))
 
 
 def first_line(path: Path) -> str:
@@ -139,7 +157,8 @@ def first_line(path: Path) -> str:
 
 class RunFolders(Callback):
     """Hydra callback: make the run's (or sweep's) folder before Hydra does, so an unwritable
-    path is one line, not a traceback; after a sweep, say how every point ended."""
+    path is one line, not a traceback; on SLURM, follow the jobs even without accounting
+    (zoo.run.cluster); after a sweep, say how every point ended."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # Hydra sets it only later, in run_job
@@ -148,6 +167,10 @@ class RunFolders(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)
         make_folder(Path(str(config.hydra.sweep.dir)), "sweep folder")
+        if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
+            from zoo.run.cluster import follow_slurm_jobs  # imports submitit
+
+            follow_slurm_jobs()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         summary, failed = sweep_summary(Path(str(config.hydra.sweep.dir)))
