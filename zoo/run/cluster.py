@@ -8,11 +8,14 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from omegaconf import DictConfig
 from submitit.core.utils import FailedJobError, UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
@@ -62,8 +65,8 @@ class SqueueWhenNoAccounting(SlurmInfoWatcher):
 
 
 def follow_slurm_jobs() -> None:
-    """For hydra/launcher=slurm, in the launching process (zoo.run.folders.RunFolders calls it
-    before Hydra starts the launcher): follow the jobs without accounting too
+    """For hydra/launcher=slurm, in the launching process (the SlurmSweeps Hydra callback calls
+    it before Hydra starts the launcher): follow the jobs without accounting too
     (SqueueWhenNoAccounting), and where jobs end without a result (cancelled, killed at their
     time limit) wait for the others and end with the sweep's summary and exit code 2, not with
     the first such job's traceback. Hydra takes launchers only from its plugin package, so this
@@ -104,3 +107,12 @@ def wait_for_jobs(jobs: list[Path], poll_s: float = 5) -> dict[str, str]:
         if all(ended):
             return states
         time.sleep(poll_s)
+
+
+class SlurmSweeps(Callback):
+    """Hydra callback (conf/config.yaml): a sweep through hydra/launcher=slurm follows its jobs
+    with `follow_slurm_jobs`."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
+            follow_slurm_jobs()

@@ -157,8 +157,7 @@ def first_line(path: Path) -> str:
 
 class RunFolders(Callback):
     """Hydra callback: make the run's (or sweep's) folder before Hydra does, so an unwritable
-    path is one line, not a traceback; on SLURM, follow the jobs even without accounting
-    (zoo.run.cluster); after a sweep, say how every point ended."""
+    path is one line, not a traceback; after a sweep, say how every point ended."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # Hydra sets it only later, in run_job
@@ -167,10 +166,6 @@ class RunFolders(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)
         make_folder(Path(str(config.hydra.sweep.dir)), "sweep folder")
-        if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
-            from zoo.run.cluster import follow_slurm_jobs  # imports submitit
-
-            follow_slurm_jobs()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         summary, failed = sweep_summary(Path(str(config.hydra.sweep.dir)))
