@@ -11,8 +11,8 @@ from conftest import REPO, hparams_row
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.io import read_image
 
-import sample
 import zoo
+from zoo.cli import sample
 from zoo.data import DigitsDataModule
 from zoo.metrics import fid
 from zoo.run.training import train

@@ -16,8 +16,8 @@ import torch
 from conftest import REPO
 from test_faults import Payload
 
-import sample
 import zoo
+from zoo.cli import sample
 from zoo.errors import CheckpointError
 from zoo.loading import read_checkpoint
 from zoo.tasks import (

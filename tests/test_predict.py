@@ -13,8 +13,8 @@ from conftest import compose_config
 from PIL import Image
 from sklearn.datasets import load_digits
 
-import predict as predict_cli
 import zoo
+from zoo.cli import predict as predict_cli
 from zoo.data import DigitsDataModule
 from zoo.run.training import train
 
@@ -102,7 +102,7 @@ def test_an_unreadable_image_is_one_line_naming_it(digits_checkpoint, tmp_path, 
         ([], "usage: python predict.py"),
         (["ckpt_path=missing.ckpt", "inputs=x"], "error: no checkpoint at"),
         (["inputs=nowhere"], "error: inputs must be a folder of images or a .npy file"),
-        (["inputs=x", "top_k=0"], "error: top_k must be an integer >= 1"),
+        (["inputs=x", "top_k=0"], "error: top_k must be >= 1, got 0"),
     ],
 )
 def test_predict_bad_input_exits_2_and_writes_nothing(

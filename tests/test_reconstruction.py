@@ -9,8 +9,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.io import read_image
 
-import sample
 import zoo
+from zoo.cli import sample
 from zoo.data import DigitsDataModule
 from zoo.errors import ConfigError
 from zoo.metrics.codes import kmeans_nmi, probe_accuracy

@@ -15,7 +15,7 @@ import torch
 from conftest import REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import sample
+from zoo.cli import sample
 from zoo.data import TextDataModule
 from zoo.data.text import UNKNOWN, RandomWindows, Vocabulary, windows
 from zoo.errors import ConfigError
