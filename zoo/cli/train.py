@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from zoo.errors import CheckpointError, ConfigError
+from zoo.errors import CheckpointError, ConfigError, first_line
 from zoo.registry import CONFIG_DIR
 from zoo.run.callbacks import NonFiniteLossError
-from zoo.run.folders import refuse
+from zoo.run.folders import holds_record, refuse
 from zoo.run.resolvers import register
 from zoo.run.search import objective
 from zoo.run.training import train
@@ -24,6 +27,13 @@ def run(config: DictConfig) -> float | None:
         refuse(error, config.paths.output_dir)
     except NonFiniteLossError as error:  # the same, keeping the folder: its logs show the NaN
         refuse(error, config.paths.output_dir, keep=True)
+    except Exception as error:  # anything else: one line too, and a sweep goes on
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        where = config.paths.output_dir
+        reason = f"{type(error).__name__}: {first_line(str(error))}"
+        unexpected = RuntimeError(f"{reason} (HYDRA_FULL_ERROR=1 shows the traceback)")
+        refuse(unexpected, where, keep=holds_record(Path(where)))
     return None  # a refused point of a search: Optuna's sweeper records a failed trial
 
 
