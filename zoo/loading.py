@@ -35,7 +35,8 @@ def checkpoint_errors(path: str | Path) -> Iterator[None]:
         raise CheckpointError(
             f"cannot read checkpoint {path}: not a checkpoint, or corrupt ({first_line(detail)})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        # torch's legacy reader on a text file: KeyError (a "magic number" it does not know)
         raise CheckpointError(
             f"cannot read checkpoint {path}: truncated or corrupt ({first_line(str(error))})"
         ) from None

@@ -365,9 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     if wants_help(argv):
         print(help_text("compare", SUMMARY, OPTIONS).replace(" [plot=", " [FOLDER ...] [plot=", 1))
         return 0
-    folders = [Path(a) for a in argv if "=" not in a]
-    try:
-        arguments = parse("compare", [a for a in argv if "=" in a], OPTIONS)
+    folders = [Path(a) for a in argv if "=" not in a and not a.startswith("-")]
+    try:  # --flags (compare's old options) go to parse, which says how options are given
+        arguments = parse("compare", [a for a in argv if "=" in a or a.startswith("-")], OPTIONS)
         folders = folders or [Path(project_root()) / "logs"]
         plot_path = check_output(arguments["plot"] or folders[0] / "compare.png", (), "plot")
         check_plot_format(plot_path)

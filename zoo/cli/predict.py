@@ -65,7 +65,7 @@ def read_images(folder: Path, model: Supervised) -> tuple[list[str], Tensor]:
         try:
             with Image.open(path) as image:
                 images.append(transform(image.convert(mode)))
-        except (OSError, UnidentifiedImageError, ValueError) as error:
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
             raise ValueError(f"cannot read {path} as an image: {error}") from None
     return [p.name for p in files], torch.stack(images)
 

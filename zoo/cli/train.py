@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from zoo.errors import CheckpointError, ConfigError, first_line
 from zoo.registry import CONFIG_DIR
 from zoo.run.callbacks import NonFiniteLossError
+from zoo.run.checkpoints import train_program
 from zoo.run.folders import holds_record, refuse
 from zoo.run.resolvers import register
 from zoo.run.search import objective
@@ -38,6 +39,7 @@ def run(config: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """Hydra reads the overrides from sys.argv."""
+    """Hydra reads the overrides from sys.argv; `--help` names the form the user ran."""
     register()
+    OmegaConf.register_new_resolver("program", lambda: " ".join(train_program()), replace=True)
     run()

@@ -212,7 +212,7 @@ def check_fresh_folder(trainer: L.Trainer, resuming: bool, output_dir: str | Pat
     folder = checkpoint_dir(trainer)
     if folder is not None and any(folder.glob("*.ckpt")):
         held = f"{folder} already holds an earlier run's checkpoints"
-    elif HydraConfig.initialized() and holds_record(Path(output_dir)):
+    elif holds_record(Path(output_dir)):
         held = f"{output_dir} already holds an earlier run's record (.hydra/)"
     else:
         return
