@@ -486,3 +486,16 @@ def test_compare_reads_runs_whose_record_is_damaged(tmp_path, capsys):
     assert compare_cli.main([str(tmp_path / "logs"), f"plot={tmp_path}/c.png"]) == 0
     out = capsys.readouterr().out
     assert "note: ignoring" in out and "cnn" in out
+
+
+def test_a_decompression_bomb_is_one_line_in_training_data_and_predict(tmp_path, monkeypatch):
+    from PIL import Image
+
+    root = write_folder(tmp_path / "images", classes=2, per_class=4, colour=False)
+    ckpt = checkpoint("cnn", "image", tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)  # every test image is over twice that
+    with pytest.raises(ValueError, match="not readable PNG/JPEG images .*larger than PIL's limit"):
+        FolderDataModule(str(root), image_size=8).setup()
+    out = tmp_path / "p.csv"
+    args = [f"ckpt_path={ckpt}", f"inputs={root / 'class_0'}", f"out={out}"]
+    assert predict_cli.main(args) == 2 and not out.exists()
