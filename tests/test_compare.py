@@ -28,7 +28,7 @@ def test_compare_tables_finished_runs_plots_them_and_skips_crashed(tmp_path):
         writer.add_scalar("val/loss", 1.0, 0)
     plot = tmp_path / "curves.png"
     result = subprocess.run(
-        [sys.executable, str(REPO / "compare.py"), str(tmp_path / "logs"), "--plot", str(plot)],
+        [sys.executable, str(REPO / "compare.py"), str(tmp_path / "logs"), f"plot={plot}"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -72,7 +72,7 @@ def test_export_cli_writes_the_file_and_prints_the_difference(tmp_path, capsys):
         (["ckpt_path=missing.ckpt"], "error: no checkpoint at"),
         (["ckpt_path=" + __file__], "error: cannot read checkpoint"),
         (["ckpt_path=x.ckpt", "format=tflite"], "error: format must be one of onnx"),
-        (["ckpt_path=x.ckpt", "size=3"], "error: export.py takes no size"),
+        (["ckpt_path=x.ckpt", "size=3"], "error: export takes no option 'size'"),
     ],
 )
 def test_export_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):

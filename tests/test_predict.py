@@ -102,7 +102,7 @@ def test_an_unreadable_image_is_one_line_naming_it(digits_checkpoint, tmp_path, 
         ([], "usage: python predict.py"),
         (["ckpt_path=missing.ckpt", "inputs=x"], "error: no checkpoint at"),
         (["inputs=nowhere"], "error: inputs must be a folder of images or a .npy file"),
-        (["inputs=x", "top_k=0"], "error: top_k must be an integer >= 1"),
+        (["inputs=x", "top_k=0"], "error: top_k must be >= 1, got 0"),
     ],
 )
 def test_predict_bad_input_exits_2_and_writes_nothing(

@@ -83,7 +83,7 @@ def test_runs_are_named_logged_by_yaml_name_and_compared_by_task(tmp_path):
     assert layouts[0] == layouts[1] >= {"val/acc", "test/mse", "test/r2", "val/fid"}
 
     result = subprocess.run(
-        [sys.executable, str(REPO / "compare.py"), str(logs), "--width", "120"],
+        [sys.executable, str(REPO / "compare.py"), str(logs), "width=120"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -96,7 +96,7 @@ def test_runs_are_named_logged_by_yaml_name_and_compared_by_task(tmp_path):
     assert heads[1].startswith("val/mse (Supervised): 1 run,")
     assert all(len(line) <= 120 for line in lines if not line.startswith(("plot:", "val/")))
     picked = subprocess.run(
-        [sys.executable, str(REPO / "compare.py"), str(logs), "--columns", "run,lr,best"],
+        [sys.executable, str(REPO / "compare.py"), str(logs), "columns=run,lr,best"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,9 @@ from google.protobuf.json_format import MessageToDict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata
 
+from zoo.cli.options import Option, help_text, parse, wants_help
+from zoo.cli.outputs import check_output, write_atomically
+from zoo.errors import first_line
 from zoo.run.folders import FAILED, NOT_APPLICABLE, project_root
 from zoo.run.naming import NAME_LIMIT, readable_items
 
@@ -169,20 +172,33 @@ def readable_overrides_of(items: list[str]) -> str:
     return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
 
 
+def read_record(path: Path) -> Any:
+    """A record file's YAML, or None when it is missing, unreadable or not YAML (a damaged
+    record makes compare fall back to what the folder's name says, with a note)."""
+    if not path.is_file():
+        return None
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        print(f"note: ignoring {path}: not readable YAML ({first_line(str(error))})")
+        return None
+
+
 def recorded_overrides(folder: Path) -> list[str]:
     """The run's command-line overrides from its record (.hydra/overrides.yaml)."""
-    record = folder / ".hydra" / "overrides.yaml"
-    return list(yaml.safe_load(record.read_text()) or []) if record.is_file() else []
+    overrides = read_record(folder / ".hydra" / "overrides.yaml")
+    return [str(o) for o in overrides] if isinstance(overrides, list) else []
 
 
 def names(folder: Path) -> tuple[str, str]:
     """(model, dataset) from Hydra's recorded choices, else from the folder name."""
-    hydra_file = folder / ".hydra" / "hydra.yaml"
-    if hydra_file.is_file():
-        choices = yaml.safe_load(hydra_file.read_text())["hydra"]["runtime"]["choices"]
+    record = read_record(folder / ".hydra" / "hydra.yaml")
+    try:
+        choices = record["hydra"]["runtime"]["choices"]
         return str(choices.get("model")), str(choices.get("data"))
-    model, _, dataset = folder.name.split("_")[-1].partition("-")
-    return model or "?", dataset or "?"
+    except (TypeError, KeyError, AttributeError):
+        model, _, dataset = folder.name.split("_")[-1].partition("-")
+        return model or "?", dataset or "?"
 
 
 def hparams_row(events: EventAccumulator) -> dict[str, Any]:
@@ -328,9 +344,12 @@ def plot(runs: list[Run], path: Path, root: Path, top: int = 10) -> Path:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
+    try:
+        write_atomically(
+            path, lambda partial: figure.savefig(partial, dpi=100, bbox_inches="tight")
+        )
+    finally:
+        plt.close(figure)
     return path
 
 
@@ -362,37 +381,59 @@ def compare(
     return 0
 
 
+OPTIONS = {
+    "plot": Option(
+        "str",
+        None,
+        "the figure's file (.png, .pdf, .svg, ...; default: <first folder>/compare.png)",
+    ),
+    "columns": Option(
+        "list",
+        ",".join(COLUMNS),
+        "table columns, comma-separated: these or "
+        "any HPARAMS column (lr, model.cell, optimizer, ...)",
+    ),
+    "top": Option("int", 10, "curves per panel: the best N runs", minimum=1),
+    "width": Option("int", None, "table width in characters (default: the terminal's)", minimum=20),
+}
+SUMMARY = """Tables and curves of every finished run under the given folders (default: the
+checkout's logs/, where training writes): zoo compare [FOLDER ...] [key=value ...]"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Tables and curves of every finished run under the given folders (default: logs/)."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "folders",
-        nargs="*",
-        type=Path,
-        default=[Path(project_root()) / "logs"],
-        help="run folders or parents of run folders (default: the checkout's logs/, where "
-        "train.py writes)",
-    )
-    parser.add_argument(
-        "--plot", type=Path, default=None, help="PNG path (default: <first folder>/compare.png)"
-    )
-    parser.add_argument(
-        "--columns",
-        default=",".join(COLUMNS),
-        help="table columns, comma-separated: these or any HPARAMS column (lr, model.cell, "
-        f"optimizer, ...); default: {','.join(COLUMNS)}",
-    )
-    parser.add_argument(
-        "--top", type=int, default=10, help="curves per panel: the best N runs (default: 10)"
-    )
-    parser.add_argument(
-        "--width", type=int, default=None, help="table width (default: the terminal's)"
-    )
-    arguments = parser.parse_args(argv)
-    return compare(
-        arguments.folders,
-        arguments.plot or arguments.folders[0] / "compare.png",
-        tuple(arguments.columns.split(",")),
-        arguments.top,
-        arguments.width,
-    )
+    """Folders (arguments without `=`) and `key=value` options; one `error:` line and exit 2
+    on bad input."""
+    argv = sys.argv[1:] if argv is None else argv
+    if wants_help(argv):
+        print(help_text("compare", SUMMARY, OPTIONS).replace(" [plot=", " [FOLDER ...] [plot=", 1))
+        return 0
+    folders = [Path(a) for a in argv if "=" not in a and not a.startswith("-")]
+    try:  # --flags (compare's old options) go to parse, which says how options are given
+        arguments = parse("compare", [a for a in argv if "=" in a or a.startswith("-")], OPTIONS)
+        folders = folders or [Path(project_root()) / "logs"]
+        plot_path = check_output(arguments["plot"] or folders[0] / "compare.png", (), "plot")
+        check_plot_format(plot_path)
+        columns = arguments["columns"]
+        return compare(
+            folders,
+            plot_path,
+            tuple(columns if isinstance(columns, list) else columns.split(",")),
+            arguments["top"],
+            arguments["width"],
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def check_plot_format(path: Path) -> None:
+    """One ValueError line unless matplotlib writes files with `path`'s extension."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise ValueError(
+            f"plot={path}: matplotlib writes {', '.join('.' + f for f in sorted(formats))} "
+            f"files, not {path.suffix or 'files without an extension'}"
+        )

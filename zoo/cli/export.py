@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 
 import zoo
+from zoo.cli.options import Option, help_text, parse, wants_help
+from zoo.cli.outputs import check_output, checkpoint_file, write_atomically
 from zoo.tasks import Adversarial, LanguageModel, Task
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "exported": ".pt2"}
@@ -56,7 +57,11 @@ def export(model: Task, format: str, out: str | Path) -> Path:
     model = model.eval().cpu()
     x = example_input(model)
     dynamic = ({0: torch.export.Dim("batch", min=1)},)
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(destination, lambda partial: write(model, format, x, dynamic, partial))
+
+
+def write(model: Task, format: str, x: Tensor, dynamic: tuple, destination: Path) -> None:
+    """Export `model` for example input `x` to `destination`; one ValueError line on failure."""
     try:
         # The exporters report progress and failed graphs on stdout and stderr; the caller gets
         # one line (the ValueError below) and the CLI its own summary.
@@ -87,7 +92,6 @@ def export(model: Task, format: str, out: str | Path) -> Path:
         reason = next((line for line in str(cause).splitlines() if line.strip()), repr(cause))
         reason = re.sub(r"\x1b\[[0-9;]*m", "", reason)  # no terminal colours in the line
         raise ValueError(f"could not export {model.name} as {format}: {reason}") from None
-    return destination
 
 
 def run_exported(path: str | Path, format: str, x: Tensor) -> np.ndarray:
@@ -117,29 +121,30 @@ def max_difference(model: Task, path: str | Path, format: str, batch: int = 3) -
     return float(np.abs(actual - expected).max())
 
 
-USAGE = "usage: python export.py ckpt_path=PATH [format=onnx|torchscript|exported] [out=FILE]"
-OPTIONS = {"ckpt_path", "format", "out"}
+OPTIONS = {
+    "ckpt_path": Option("str", help="a trained model's checkpoint", required=True),
+    "format": Option("str", "onnx", f"one of {', '.join(FORMATS)}"),
+    "out": Option("str", None, "the file to write (default: model.onnx, .pt or .pt2)"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `key=value` options, export, check the file against PyTorch; one `error:` line and
+    exit 2 on bad input."""
     argv = sys.argv[1:] if argv is None else argv
+    if wants_help(argv):
+        print(help_text("export", __doc__, OPTIONS))
+        return 0
     logging.getLogger("torch").setLevel(logging.ERROR)  # the exporters' warnings: ours say it
-    arguments = OmegaConf.to_container(OmegaConf.from_cli(argv))
-    if "ckpt_path" not in arguments:
-        print(USAGE, file=sys.stderr)
-        return 2
     try:
-        unknown = set(arguments) - OPTIONS
-        if unknown:
-            raise ValueError(f"export.py takes no {', '.join(sorted(unknown))}; {USAGE}")
-        format = str(arguments.get("format", "onnx"))
+        arguments = parse("export", argv, OPTIONS)
+        format = arguments["format"]
         if format not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-        path = Path(str(arguments["ckpt_path"]))
-        if not path.is_file():
-            raise ValueError(f"no checkpoint at {path}")
-        model = zoo.load(path)  # CheckpointError (a ValueError): one line
-        out = export(model, format, arguments.get("out", f"model{FORMATS[format]}"))
+        path = Path(arguments["ckpt_path"])
+        out = check_output(arguments["out"] or f"model{FORMATS[format]}", (path,))
+        model = zoo.load(checkpoint_file(path))  # CheckpointError (a ValueError): one line
+        out = export(model, format, out)
         difference = max_difference(model, out, format)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,5 +1,5 @@
 """Predictions of a trained classifier (or regressor) for a folder of images or a .npy file,
-through Lightning's `trainer.predict`, as CSV rows."""
+through Lightning's `trainer.predict`, as CSV rows (never written over an input or a checkpoint)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.transforms import v2
 
 import zoo
+from zoo.cli.options import Option, help_text, parse, wants_help
+from zoo.cli.outputs import check_output, check_regular, checkpoint_file, write_atomically
 from zoo.tasks import Supervised
 
 IMAGE_SUFFIXES = {suffix for suffix, _ in Image.registered_extensions().items()}
@@ -47,7 +48,14 @@ def read_images(folder: Path, model: Supervised) -> tuple[list[str], Tensor]:
             "give inputs=FILE.npy with an array of shape (N, "
             f"{', '.join(map(str, model.input_shape))})"
         )
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    candidates = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = [p for p in candidates if p.is_file()]  # not folders, pipes or devices
+    if len(files) < len(candidates):
+        print(
+            f"note: skipped {len(candidates) - len(files)} entries of {folder} that are not "
+            "regular files",
+            file=sys.stderr,
+        )
     if not files:
         raise ValueError(f"no image files in {folder}")
     transform = image_transform(model)
@@ -57,7 +65,7 @@ def read_images(folder: Path, model: Supervised) -> tuple[list[str], Tensor]:
         try:
             with Image.open(path) as image:
                 images.append(transform(image.convert(mode)))
-        except (OSError, UnidentifiedImageError, ValueError) as error:
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
             raise ValueError(f"cannot read {path} as an image: {error}") from None
     return [p.name for p in files], torch.stack(images)
 
@@ -70,14 +78,28 @@ def read_array(path: Path, model: Supervised) -> tuple[list[str], Tensor]:
         raise ValueError(f"cannot read {path} as a .npy array: {error}") from None
     if array.shape == model.input_shape:
         array = array[None]
+    if array.size == 0:
+        raise ValueError(f"{path} holds no inputs (an empty array of shape {array.shape})")
     if array.shape[1:] != model.input_shape:
         raise ValueError(
             f"{path} holds an array of shape {array.shape}; {model.name} takes "
             f"(N, {', '.join(map(str, model.input_shape))})"
         )
-    integer_ids = model.hparams.get("vocab_size") is not None
+    vocab_size = model.hparams.get("vocab_size")
+    integer_ids = vocab_size is not None
     if integer_ids and not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"{path} must hold integer token ids for {model.name}")
+    if integer_ids and (array.min() < 0 or array.max() >= vocab_size):
+        bad = int(array.min()) if array.min() < 0 else int(array.max())
+        raise ValueError(f"{path} holds token id {bad}; {model.name} knows ids 0-{vocab_size - 1}")
+    if not integer_ids and not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{path} holds {array.dtype} values, not numbers")
+    if not integer_ids and not np.isfinite(array).all():
+        first = np.argwhere(~np.isfinite(array))[0]
+        raise ValueError(
+            f"{path} holds a non-finite value ({array[tuple(first)]}) at index "
+            f"{tuple(int(i) for i in first)}; inputs must be finite numbers"
+        )
     tensor = torch.from_numpy(array).to(torch.long if integer_ids else torch.float32)
     return [f"{path.name}[{i}]" for i in range(len(tensor))], tensor
 
@@ -87,7 +109,8 @@ def read_inputs(inputs: str | Path, model: Supervised) -> tuple[list[str], Tenso
     path = Path(inputs)
     if path.is_dir():
         return read_images(path, model)
-    if path.suffix == ".npy" and path.is_file():
+    if path.suffix == ".npy":
+        check_regular(path, "inputs")
         return read_array(path, model)
     raise ValueError(f"inputs must be a folder of images or a .npy file; got {path}")
 
@@ -125,60 +148,61 @@ def rows(model: Supervised, names: list[str], outputs: Tensor, top_k: int = 3) -
     return table
 
 
-def write_csv(table: list[dict], out: str | Path) -> Path:
-    """The rows as a CSV file with a header."""
-    destination = Path(out)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with destination.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
-    return destination
+def write_csv(table: list[dict], out: str | Path, inputs: tuple[str | Path, ...] = ()) -> Path:
+    """The rows as a CSV file with a header, written atomically; never over one of `inputs`
+    or a checkpoint."""
+
+    def write(path: Path) -> None:
+        with path.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(table[0]))
+            writer.writeheader()
+            writer.writerows(table)
+
+    return write_atomically(check_output(out, inputs), write)
 
 
-USAGE = (
-    "usage: python predict.py ckpt_path=PATH inputs=FOLDER|FILE.npy [out=preds.csv] "
-    "[top_k=3] [batch_size=256]"
-)
-OPTIONS = {"ckpt_path", "inputs", "out", "top_k", "batch_size"}
+OPTIONS = {
+    "ckpt_path": Option("str", help="a classifier's or regressor's checkpoint", required=True),
+    "inputs": Option(
+        "str", help="a folder of images or a .npy array (N, *input shape)", required=True
+    ),
+    "out": Option("str", "preds.csv", "the CSV file to write"),
+    "top_k": Option("int", 3, "classes listed per input, most probable first", minimum=1),
+    "batch_size": Option("int", 256, "inputs per forward pass", minimum=1),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `key=value` options, predict, write the CSV; one `error:` line and exit 2 on bad
+    input, before anything is written."""
     argv = sys.argv[1:] if argv is None else argv
+    if wants_help(argv):
+        print(help_text("predict", __doc__, OPTIONS))
+        return 0
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU banner
-    arguments = OmegaConf.to_container(OmegaConf.from_cli(argv))
-    if not {"ckpt_path", "inputs"} <= set(arguments):
-        print(USAGE, file=sys.stderr)
-        return 2
     try:
-        unknown = set(arguments) - OPTIONS
-        if unknown:
-            raise ValueError(f"predict.py takes no {', '.join(sorted(unknown))}; {USAGE}")
-        for key in ("top_k", "batch_size"):
-            value = arguments.get(key, 1)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
-        path = Path(str(arguments["ckpt_path"]))
-        if not path.is_file():
-            raise ValueError(f"no checkpoint at {path}")
+        arguments = parse("predict", argv, OPTIONS)
+        path, inputs = Path(arguments["ckpt_path"]), Path(arguments["inputs"])
+        out = check_output(arguments["out"], (path, inputs))
+        checkpoint_file(path)
         model = zoo.load(path)  # CheckpointError (a ValueError): one line
         if not isinstance(model, Supervised):
             raise ValueError(  # noqa: TRY004 - bad user input, reported like every other one
                 f"{path} holds a {model.name}, not a classifier or regressor; "
                 "sample.py draws samples from GANs and language models"
             )
-        if Path(str(arguments["inputs"])).is_dir() and model.image_normalisation is None:
+        if inputs.is_dir() and model.image_normalisation is None:
             print(
                 f"note: {path} records no image normalisation (saved before predict.py "
                 "existed, or without a zoo data module); images are only scaled to [0, 1]",
                 file=sys.stderr,
             )
-        names, x = read_inputs(str(arguments["inputs"]), model)
-        outputs = predict(model, x, arguments.get("batch_size", 256))
-        out = write_csv(
-            rows(model, names, outputs, arguments.get("top_k", 3)),
-            arguments.get("out", "preds.csv"),
-        )
+        names, x = read_inputs(inputs, model)
+        outputs = predict(model, x, arguments["batch_size"])
+        if not torch.isfinite(outputs).all():
+            bad = names[int((~torch.isfinite(outputs)).flatten(1).any(1).nonzero()[0])]
+            raise ValueError(f"{model.name} gives non-finite outputs for {bad}; nothing written")
+        out = write_csv(rows(model, names, outputs, arguments["top_k"]), out, (path, inputs))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -11,23 +11,34 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torchvision.utils import save_image
 
 import zoo
+from zoo.cli.options import Option, help_text, parse, wants_help
+from zoo.cli.outputs import check_output, checkpoint_file, write_atomically
 from zoo.tasks import Adversarial, LanguageModel, VariationalReconstruction
 
-USAGE = (
-    "usage: python sample.py ckpt_path=PATH [n=64] [nrow=8] [seed=0] [out=<run>/samples.png]  "
-    "(GAN, VAE)\n"
-    "       python sample.py ckpt_path=PATH [prompt=TEXT] [length=300] [temperature=0.8] "
-    "[top_k=K] [seed=0] [out=FILE]  (language model)"
-)
 WHAT = {Adversarial: "a GAN", VariationalReconstruction: "a VAE", LanguageModel: "a language model"}
+IMAGES = {"n", "nrow", "seed", "out"}
+TEXT = {"prompt", "length", "temperature", "top_k", "seed", "out"}
+KEYS = {Adversarial: IMAGES, VariationalReconstruction: IMAGES, LanguageModel: TEXT}
 OPTIONS = {
-    Adversarial: {"n", "nrow", "seed", "out"},
-    VariationalReconstruction: {"n", "nrow", "seed", "out"},
-    LanguageModel: {"prompt", "length", "temperature", "top_k", "seed", "out"},
+    "ckpt_path": Option("str", help="a GAN's, VAE's or language model's checkpoint", required=True),
+    "n": Option("int", 64, "images in the grid (GAN, VAE)", minimum=1),
+    "nrow": Option("int", 8, "images per row of the grid (GAN, VAE)", minimum=1),
+    "seed": Option("int", 0, "random seed: the same seed gives the same samples", minimum=0),
+    "out": Option(
+        "str",
+        None,
+        "the file to write (images: default <run folder>/samples.png; text: default printed)",
+    ),
+    "prompt": Option("str", None, "text the language model continues (default: a newline)"),
+    "length": Option("int", 300, "characters to generate (language model)", minimum=1),
+    # Below it, logits / temperature overflow float32 and sampling has no probabilities left.
+    "temperature": Option(
+        "float", 0.8, "sharpness of sampling (language model), > 0", minimum=1e-6
+    ),
+    "top_k": Option("int", None, "sample among the k most probable characters", minimum=1),
 }
 
 
@@ -44,10 +55,7 @@ def image_grid(
     torch.manual_seed(seed)
     with torch.no_grad():
         grid = model.grid(model.sample(n), nrow=nrow)
-    destination = Path(out)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, destination)
-    return destination
+    return write_atomically(check_output(out), lambda path: save_image(grid, path))
 
 
 def beside(ckpt_path: str) -> str:
@@ -58,9 +66,7 @@ def beside(ckpt_path: str) -> str:
 
 def load(ckpt_path: str) -> Adversarial | VariationalReconstruction | LanguageModel:
     """The checkpoint's GAN, VAE or language model, in eval mode; else one ValueError line."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise ValueError(f"no checkpoint at {path}")
+    path = checkpoint_file(ckpt_path)
     model = zoo.load(path)  # CheckpointError (a ValueError): one line
     if not isinstance(model, tuple(WHAT)):
         raise ValueError(  # noqa: TRY004 - bad user input, reported like every other one
@@ -70,33 +76,37 @@ def load(ckpt_path: str) -> Adversarial | VariationalReconstruction | LanguageMo
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `key=value` options, sample, write; one `error:` line and exit 2 on bad input."""
     argv = sys.argv[1:] if argv is None else argv
-    arguments = OmegaConf.to_container(OmegaConf.from_cli(argv))
-    if "ckpt_path" not in arguments:
-        print(USAGE, file=sys.stderr)
-        return 2
+    if wants_help(argv):
+        print(help_text("sample", __doc__, OPTIONS))
+        return 0
     try:
+        arguments = parse("sample", argv, OPTIONS)
+        given = {a.partition("=")[0] for a in argv} - {"ckpt_path"}
         ckpt_path = arguments.pop("ckpt_path")
+        out = arguments.pop("out") or None
+        if out is not None:
+            out = check_output(out, (ckpt_path,))
         model = load(ckpt_path)
         kind = type(model)
-        unknown = set(arguments) - OPTIONS[kind]
+        unknown = given - KEYS[kind]
         if unknown:
             raise ValueError(
                 f"{WHAT[kind]} takes no {', '.join(sorted(unknown))}; it takes "
-                f"{', '.join(sorted(OPTIONS[kind]))}"
+                f"{', '.join(sorted(KEYS[kind]))}"
             )
+        options = {k: v for k, v in arguments.items() if k in KEYS[kind]}
         if kind in (Adversarial, VariationalReconstruction):
-            arguments.setdefault("out", beside(ckpt_path))
-            print(f"wrote {image_grid(model, **arguments)}")
+            out = out or check_output(beside(ckpt_path), (ckpt_path,))
+            print(f"wrote {image_grid(model, out=out, **options)}")
             return 0
-        out = arguments.pop("out", None)
-        if "prompt" in arguments:
-            arguments["prompt"] = str(arguments["prompt"])
-        text = model.generate(**arguments)
+        options["prompt"] = options["prompt"] if options["prompt"] is not None else "\n"
+        text = model.generate(**options)
         if out is None:
             print(text)
         else:
-            Path(out).write_text(text, encoding="utf-8")
+            write_atomically(out, lambda path: path.write_text(text, encoding="utf-8"))
             print(f"wrote {out}")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

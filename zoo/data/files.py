@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,17 @@ class DataFileError(ValueError):
 
 def read_bytes(path: Path, limit: int = -1) -> bytes:
     """The file's first `limit` bytes (all by default); unreadable -> one DataFileError line
-    (a missing file stays a FileNotFoundError)."""
+    (a missing file stays a FileNotFoundError). Only regular files are opened: a pipe would
+    block and a device never end."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise DataFileError(f"cannot read {path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
+        raise DataFileError(f"cannot read {path}: it is {what}")
     try:
         with path.open("rb") as file:
             return file.read(limit)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,6 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from torchvision.datasets.folder import find_classes, make_dataset
 from torchvision.transforms.v2 import functional as F
 
 from zoo.data.base import TensorDataModule, check_counts, split_indices
@@ -87,19 +88,29 @@ class FolderDataModule(TensorDataModule):
         """(file, class id) per split; one line for a missing or empty folder, one class, or
         unreadable files."""
         if not self.path.is_dir():
-            raise FileNotFoundError(f"data.path {self.path}: no such folder")
-        root = self.path / "train" if (self.path / "train").is_dir() else self.path
+            what = "not a folder" if self.path.exists() else "no such folder"
+            raise FileNotFoundError(f"data.path {self.path}: {what}")
+        root = self.path / "train" if real_folder(self.path / "train") else self.path
         classes = self.class_folders(root)
         class_to_idx = {name: i for i, name in enumerate(classes)}
         self.classes = classes
-        listed = {"train": make_dataset(root, class_to_idx, EXTENSIONS, allow_empty=True)}
-        for split in ("val", "test"):
+        seen: set[tuple[int, int]] = set()  # (device, inode) of every file listed: each once
+        skipped: dict[str, int] = {}
+        listed = {}
+        for split in ("test", "val"):  # held-out splits first: a file shared with train stays out
             folder = self.path / split
-            if root != self.path and folder.is_dir():
+            if root != self.path and real_folder(folder):
                 extra = sorted(set(sub_folders(folder)) - set(classes))
                 if extra:
                     raise ValueError(f"{folder} has classes that train/ lacks: {extra}")
-                listed[split] = make_dataset(folder, class_to_idx, EXTENSIONS, allow_empty=True)
+                listed[split] = list_images(folder, class_to_idx, seen, skipped)
+        listed = {"train": list_images(root, class_to_idx, seen, skipped), **listed}
+        if skipped:
+            counts = ", ".join(f"{n} {what}" for what, n in skipped.items())
+            print(
+                f"note: {self.path}: skipped {counts} (each image is read once, from its own "
+                "class folder)"
+            )
         present = {label for _, label in listed["train"]}
         empty = [name for i, name in enumerate(classes) if i not in present]
         if empty:
@@ -128,12 +139,13 @@ class FolderDataModule(TensorDataModule):
             try:
                 with Image.open(file) as image:
                     colour = colour or image.mode not in GREY_MODES
-            except (UnidentifiedImageError, OSError):
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
                 unreadable.append(str(Path(file).relative_to(self.path)))
         if unreadable:
             shown = ", ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else "")
             raise ValueError(
-                f"{self.path}: {len(unreadable)} file(s) are not readable PNG/JPEG images: {shown}"
+                f"{self.path}: {len(unreadable)} file(s) are not readable PNG/JPEG images (or "
+                f"larger than PIL's limit of {Image.MAX_IMAGE_PIXELS:,} pixels): {shown}"
             )
         return 3 if colour else 1
 
@@ -170,7 +182,7 @@ class FolderDataModule(TensorDataModule):
         for file, _ in files:
             try:
                 images.append(decode(file, self.channels, self.image_size))
-            except OSError:  # PIL: a truncated or corrupt file
+            except (OSError, Image.DecompressionBombError):  # PIL: truncated, corrupt, too large
                 unreadable.append(str(Path(file).relative_to(self.path)))
         if unreadable:
             raise ValueError(
@@ -232,12 +244,57 @@ class FolderDataModule(TensorDataModule):
         )
 
 
+def real_folder(path: Path) -> bool:
+    """A folder that is not a symbolic link (a link may lead back up: a loop)."""
+    return path.is_dir() and not path.is_symlink()
+
+
 def sub_folders(root: Path) -> list[str]:
-    """The class names ImageFolder would see in `root` (sorted), or none."""
+    """The class names in `root` (sorted): its sub-folders, not hidden, not symbolic links."""
     try:
-        return find_classes(root)[0]
-    except FileNotFoundError:
+        return sorted(p.name for p in root.iterdir() if real_folder(p) and p.name[0] != ".")
+    except OSError:
         return []
+
+
+def list_images(
+    root: Path,
+    class_to_idx: dict[str, int],
+    seen: set[tuple[int, int]],
+    skipped: dict[str, int],
+) -> list[tuple[str, int]]:
+    """(file, class id) for the PNG/JPEG files under each class folder of `root`, sorted.
+    Symbolic links (to files or folders) are not followed, nor are other non-regular files
+    (pipes, devices) read; a file already in `seen` (the same inode: a hard link) is listed
+    once. What is skipped is counted in `skipped`."""
+
+    def skip(what: str) -> None:
+        skipped[what] = skipped.get(what, 0) + 1
+
+    files = []
+    for name, label in sorted(class_to_idx.items()):
+        folder = root / name
+        if not real_folder(folder):
+            continue
+        for parent, folders, names in os.walk(folder):  # does not follow linked folders
+            for sub in folders:
+                if (Path(parent) / sub).is_symlink():
+                    skip("linked folders")
+            for file_name in sorted(names):
+                path = Path(parent) / file_name
+                if not file_name.lower().endswith(EXTENSIONS):
+                    continue
+                info = path.lstat()
+                if stat.S_ISLNK(info.st_mode):
+                    skip("linked files")
+                elif not stat.S_ISREG(info.st_mode):
+                    skip("non-regular files")
+                elif (info.st_dev, info.st_ino) in seen:
+                    skip("duplicate files")
+                else:
+                    seen.add((info.st_dev, info.st_ino))
+                    files.append((str(path), label))
+    return sorted(files)
 
 
 def channel_stats(images: Tensor) -> tuple[Tensor, Tensor]:

@@ -64,11 +64,14 @@ class TableDataModule(TensorDataModule):
                 f"data.test_fraction={self.test_fraction})"
             )
         train = features[index["train"]]
-        self.feature_mean = train.mean(0)
+        self.feature_mean = train.float().mean(0)
         self.feature_std = train.std(0).masked_fill(train.std(0) == 0, 1.0)  # constant columns
         inputs = (features - self.feature_mean) / self.feature_std
         dtype = torch.long if self.kind == "classification" else torch.float32
         targets = torch.as_tensor(targets, dtype=dtype)
+        check_finite(self.name, "feature", features, inputs)
+        if self.kind == "regression":
+            check_finite(self.name, "target", targets[:, None], targets[:, None] - targets.mean())
         return {split: (inputs[i], targets[i]) for split, i in index.items()}
 
     @property
@@ -189,8 +192,13 @@ class CSVDataModule(TableDataModule):
     def read_rows(self) -> tuple[list[str], list[list[str]]]:
         """The header and the data rows, each as long as the header; one line on what is
         wrong otherwise."""
-        if not self.path.is_file():
+        if not self.path.exists():
             raise FileNotFoundError(f"data.path {self.path}: no such file")
+        if not self.path.is_file():  # a pipe would block, a folder is no table
+            what = "a folder" if self.path.is_dir() else "not a regular file (a pipe or device)"
+            raise ValueError(f"data.path {self.path} is {what}, not a CSV file")
+        if not self.delimiter or len(self.delimiter) != 1:
+            raise ValueError(f"data.delimiter must be one character, got {self.delimiter!r}")
         try:
             with self.path.open(newline="", encoding="utf-8-sig") as file:
                 lines = [row for row in csv.reader(file, delimiter=self.delimiter) if row]
@@ -218,6 +226,24 @@ class CSVDataModule(TableDataModule):
         return (
             f"{self.path}: column {column!r} holds {shown}, not a number, in data row {row}; "
             f"{what} column must be numeric"
+        )
+
+
+def check_finite(name: str, what: str, values: Tensor, standardised: Tensor) -> None:
+    """One ValueError line when a value overflows float32 (|x| > 3.4e38) or its column's
+    standardisation does (a column whose values are too far apart, 1e308 and -1e308)."""
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        row, column = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{name}: a {what} value in row {row + 1} (column {column + 1}) is too large for "
+            "float32 (|x| > 3.4e38); rescale the column"
+        )
+    columns = (~torch.isfinite(standardised)).any(0).nonzero().flatten().tolist()
+    if columns:
+        raise ValueError(
+            f"{name}: {what} column {columns[0] + 1} spans too wide a range to standardise in "
+            "float32 (its mean or spread overflows); rescale it"
         )
 
 

@@ -61,22 +61,33 @@ class NonFiniteLossError(RuntimeError):
 
 
 class FiniteLossGuard(Callback):
-    """Stop with one clear line when the loss is NaN/inf, before a checkpoint keeps its weights.
+    """Stop with one clear line when the loss is NaN/inf or explodes (over `explode_factor` times
+    the run's first loss, or 1), before a checkpoint keeps its weights.
 
     Each backward only updates an on-device flag (no host sync per step). The flag is read, and
     reduced over DDP processes so that all of them stop together, on the steps the logger writes,
     before validation, at epoch ends and before any checkpoint is written.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, explode_factor: float | None = 1e4) -> None:
+        if explode_factor is not None and not (
+            type(explode_factor) in (int, float) and explode_factor > 1
+        ):
+            raise ValueError(f"explode_factor must be a number > 1 or null, got {explode_factor!r}")
+        self.explode_factor = explode_factor  # a loss this many times its first one: exploded
         self.nonfinite: Tensor | None = None  # any loss since the last check not finite
         self.first: Tensor | None = None  # the first such loss
+        self.start: Tensor | None = None  # the run's first loss (at least 1), on the device
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
     ) -> None:
         loss = loss.detach().float().mean()
         bad = ~torch.isfinite(loss)
+        if self.explode_factor is not None:
+            if self.start is None:
+                self.start = torch.where(bad, 1.0, loss.abs()).clamp_min(1.0)
+            bad = bad | (loss.abs() > self.explode_factor * self.start)
         if self.nonfinite is None:
             self.nonfinite, self.first = bad, loss
         else:
@@ -100,6 +111,8 @@ class FiniteLossGuard(Callback):
             else ""
         )
         value = self.first.item() if self.nonfinite else "not finite in another process"
+        if self.nonfinite and torch.isfinite(self.first) and self.start is not None:
+            value = f"{value:.4g}, over {self.explode_factor:g} times its first value"
         raise NonFiniteLossError(
             f"training loss became {value} at step {trainer.global_step} or shortly before "
             f"(epoch {trainer.current_epoch}); probable cause: learning rate too high (lr={lr}) "

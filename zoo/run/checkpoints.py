@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,12 @@ def hydra_overrides(run_dir: Path) -> list[str] | None:
     return [str(o) for o in OmegaConf.load(record)] if record.is_file() else None
 
 
+def train_program() -> list[str]:
+    """How the user started training: `zoo train` (the console script sets argv[0] so), else
+    `python train.py`."""
+    return ["zoo", "train"] if sys.argv and sys.argv[0] == "zoo train" else ["python", "train.py"]
+
+
 def resume_command(checkpoint: Path, overrides: list[str] | None) -> str:
     """How to resume from `checkpoint`: with train.py, the run's own overrides plus the
     checkpoint and the run folder; without Hydra, Lightning's ckpt_path."""
@@ -191,8 +198,7 @@ def resume_command(checkpoint: Path, overrides: list[str] | None) -> str:
     run_dir = checkpoint.parent.parent
     return shlex.join(
         [
-            "python",
-            "train.py",
+            *train_program(),
             *kept,
             f"ckpt_path={hydra_value(target)}",
             f"hydra.run.dir={hydra_value(str(run_dir))}",

@@ -155,16 +155,35 @@ def first_line(path: Path) -> str:
     return (path.read_text().strip().splitlines() or [""])[0]
 
 
+def check_log_dir(config: DictConfig) -> None:
+    """An empty paths.log_dir (or root_dir) would put runs at the filesystem's root: one line
+    and exit 2 before any folder is made."""
+    for key in ("root_dir", "log_dir"):
+        value = OmegaConf.select(config, f"paths.{key}", throw_on_missing=False)
+        if value is not None and not str(value).strip():
+            print(f"error: paths.{key} is empty; give a folder", file=sys.stderr)
+            raise SystemExit(2)
+
+
+def holds_record(folder: Path) -> bool:
+    """Whether `folder` holds a run's record (.hydra/), written by the run that made it."""
+    return (folder / RECORD / "overrides.yaml").exists() or (
+        folder / RECORD / "config.yaml"
+    ).exists()
+
+
 class RunFolders(Callback):
     """Hydra callback: make the run's (or sweep's) folder before Hydra does, so an unwritable
     path is one line, not a traceback; after a sweep, say how every point ended."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # Hydra sets it only later, in run_job
+        check_log_dir(config)
         make_folder(Path(str(config.hydra.run.dir)), "run folder")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)
+        check_log_dir(config)
         make_folder(Path(str(config.hydra.sweep.dir)), "sweep folder")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

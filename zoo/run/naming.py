@@ -38,5 +38,9 @@ def readable_overrides(overrides: list[str]) -> str:
 def hydra_value(text: str) -> str:
     """`text` as a Hydra override value: its grammar's special characters (`=`, `,`, brackets,
     spaces) escaped with `\\`, so a run folder named by its overrides can be passed back
-    (`hydra.run.dir=logs/cnn-digits/optimizer\\=sgd_...`)."""
-    return re.sub(r"([\\=,\[\]{}() ])", r"\\\1", text)
+    (`hydra.run.dir=logs/cnn-digits/optimizer\\=sgd_...`). Text with other characters
+    (non-ASCII letters, quotes, `$`) goes in single quotes, which Hydra's grammar reads whole."""
+    if re.fullmatch(r"[A-Za-z0-9/_.:+@%~\-\\=,\[\]{}() ]*", text):
+        return re.sub(r"([\\=,\[\]{}() ])", r"\\\1", text)
+    quoted = text.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
+    return f"'{quoted}'"

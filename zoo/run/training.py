@@ -26,7 +26,14 @@ from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import accepted_inputs, build_model
 from zoo.run.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
 from zoo.run.cluster import slurm_requeued
-from zoo.run.folders import NOT_APPLICABLE, current_overrides, record_point, sweeping, write_record
+from zoo.run.folders import (
+    NOT_APPLICABLE,
+    current_overrides,
+    holds_record,
+    record_point,
+    sweeping,
+    write_record,
+)
 from zoo.run.hparams import flatten, hparams_summaries, settings
 from zoo.run.validation import check_config
 from zoo.tasks import Task
@@ -46,7 +53,9 @@ def config_errors(target: Any) -> Iterator[None]:
     except DoesNotFitError:
         raise
     except InstantiationException as error:
-        raise ConfigError(explain(target, error.__cause__ or error)) from None
+        if error.__cause__ is None:  # Hydra's own refusal (its blocklist): every line of it
+            raise ConfigError(" ".join(str(error).split())) from None
+        raise ConfigError(explain(target, error.__cause__)) from None
     except (ValueError, TypeError) as error:
         raise ConfigError(explain(target, error)) from None
 
@@ -106,6 +115,7 @@ def build_run(config: DictConfig) -> tuple[L.LightningDataModule, Task, L.Traine
         **ddp_options(model, config),
     )
     drop_nvml_check_without_gpu(trainer)
+    check_precision(trainer)
     if trainer.strategy.root_device.type == "cpu":
         torch.set_num_threads(cpu_threads(config.get("threads", "auto"), trainer))
     return datamodule, model, trainer
@@ -200,13 +210,32 @@ def final_metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
 
-def check_fresh_folder(trainer: L.Trainer, resuming: bool) -> None:
-    """Refuse to start a new run over an earlier run's checkpoints (resuming them is fine)."""
+def check_fresh_folder(trainer: L.Trainer, resuming: bool, output_dir: str | Path) -> None:
+    """Refuse to start a new run over an earlier run's checkpoints or in a folder holding an
+    earlier run's record (resuming that run is fine): its record and every checkpoint's
+    recorded overrides would describe the other run."""
+    if resuming:
+        return
     folder = checkpoint_dir(trainer)
-    if not resuming and folder is not None and any(folder.glob("*.ckpt")):
+    if folder is not None and any(folder.glob("*.ckpt")):
+        held = f"{folder} already holds an earlier run's checkpoints"
+    elif holds_record(Path(output_dir)):
+        held = f"{output_dir} already holds an earlier run's record (.hydra/)"
+    else:
+        return
+    raise ConfigError(
+        f"{held}; resume that run with ckpt_path=last (and its overrides), or leave "
+        "hydra.run.dir unset for a new folder"
+    )
+
+
+def check_precision(trainer: L.Trainer) -> None:
+    """Half precision on a CPU: the inputs stay float32 and the first layer fails mid-run."""
+    precision = str(trainer.precision)
+    if trainer.strategy.root_device.type == "cpu" and precision.startswith("16"):
         raise ConfigError(
-            f"{folder} already holds an earlier run's checkpoints; resume that run with "
-            "ckpt_path=last (and its overrides), or leave hydra.run.dir unset for a new folder"
+            f"trainer.precision={precision} needs a GPU; on a CPU use 32-true, bf16-mixed or "
+            "bf16-true"
         )
 
 
@@ -231,7 +260,9 @@ def train(config: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(
         config.get("ckpt_path"), config.paths.output_dir, model, current_overrides()
     )
-    check_fresh_folder(trainer, resuming=ckpt_path is not None or slurm_requeued(trainer))
+    check_fresh_folder(
+        trainer, ckpt_path is not None or slurm_requeued(trainer), config.paths.output_dir
+    )
     if trainer.is_global_zero:
         write_record(Path(config.paths.output_dir), config)
     start = time.perf_counter()

@@ -4,16 +4,18 @@ values torch or Lightning would only reject mid-training."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import os
+import sys
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -49,6 +51,9 @@ def check_config(config: DictConfig) -> None:
             raise ConfigError(f"{key} must be an integer, got {value!r}")
     if not isinstance(config.seed, int) or not 0 <= config.seed < 2**32:
         raise ConfigError(f"seed must be in [0, 2**32), got {config.seed}")
+    check_targets(config)
+    check_paths(config)
+    check_trainer(config.trainer)
     for section in ("data", "optimizer", "scheduler", "trainer", "logger"):
         node = config.get(section)
         if node:
@@ -78,9 +83,8 @@ def check_types(section: str, node: DictConfig, extra: Sequence[type] = ()) -> N
     """Each option of a `_target_` node against its class's type hints (with `extra` classes
     consulted for options the target does not take)."""
     target = node.get("_target_")
-    try:
-        cls = get_class(str(target)) if target else None
-    except Exception:  # noqa: BLE001 - an unknown class is reported where it is built
+    cls = locate(str(target)) if target else None
+    if target and not isinstance(cls, type):  # an unknown class is reported where it is built
         return
     hints = {}
     for owner in [*extra, cls] if cls else extra:
@@ -193,3 +197,135 @@ def check_scheduler(scheduler: dict[str, Any], optimizer: DictConfig) -> None:
     except Exception as error:  # noqa: BLE001 - torch raises ValueError, ZeroDivisionError, ...
         detail = "an option it divides by is 0" if isinstance(error, ZeroDivisionError) else error
         raise ConfigError(f"invalid scheduler {scheduler.get('_target_')}: {detail}") from None
+
+
+def locate(target: str) -> Any:
+    """What a dotted `_target_` names (module, then attributes), or None; quietly, unlike
+    Hydra's get_class, which logs every failure."""
+    parts = target.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: Any = importlib.import_module(".".join(parts[:cut]))
+        except Exception:  # noqa: BLE001, S112 - any import failure: not this split
+            continue
+        try:
+            for name in parts[cut:]:
+                found = getattr(found, name)
+        except AttributeError:
+            return None
+        return found
+    return None
+
+
+# Optimizers and schedulers come from torch.optim, the zoo, or packages whose name says optim
+# (torch_optimizer, timm.optim, bitsandbytes.optim, ...); other modules are not imported.
+OPTIMIZER_MODULES = ("torch.optim", "zoo")
+
+
+def may_import(target: str) -> bool:
+    """Whether the module of an optimizer's or scheduler's `_target_` may be imported to check
+    it: one already imported, torch.optim, the zoo's, or a package named for optimizers."""
+    module = target.rpartition(".")[0]
+    return (
+        module in sys.modules
+        or module.startswith(OPTIMIZER_MODULES)
+        or any("optim" in part for part in module.split("."))
+    )
+
+
+def check_targets(config: DictConfig) -> None:
+    """The model's `_target_` a network (torch.nn.Module) or task class; the optimizer's and
+    scheduler's refused before any module outside the optimizer packages is imported."""
+    from zoo.tasks.base import SCHEDULERS
+
+    for section, base in (("optimizer", torch.optim.Optimizer), ("scheduler", SCHEDULERS)):
+        node = config.get(section)
+        target = node.get("_target_") if node else None
+        if node is None or not node:
+            continue
+        if not isinstance(target, str) or not target:
+            raise ConfigError(f"{section}._target_ must name a class, got {target!r}")
+        if not may_import(target):
+            raise ConfigError(
+                f"{section}._target_={target} is not in torch.optim or an optimizer package; "
+                "not importing it"
+            )
+        cls = locate(target)
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            kind = (
+                "an optimizer (torch.optim.Optimizer)" if section == "optimizer" else "a scheduler"
+            )
+            raise ConfigError(f"{section}._target_={target} is not {kind} class")
+    target = config.model.get("_target_")
+    cls = locate(str(target)) if target else None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(
+            f"model._target_={target} is not a network class (a torch.nn.Module) or a zoo task"
+        )
+
+
+PATH_KEYS = ("dirpath", "save_dir", "filename")
+
+
+def check_paths(config: DictConfig) -> None:
+    """Nothing a run writes leaves the places named: paths.* set, checkpoint and logger folders
+    absolute (a relative one would land in whatever the working directory is), checkpoint file
+    names inside their folder."""
+    for key in ("root_dir", "log_dir", "data_dir", "output_dir"):
+        value = OmegaConf.select(config, f"paths.{key}", throw_on_missing=False)
+        if value is not None and not str(value).strip():
+            raise ConfigError(f"paths.{key} is empty; give a folder (default: the checkout's)")
+    nodes = {f"callbacks.{k}": v for k, v in (config.get("callbacks") or {}).items() if v}
+    if config.get("logger"):
+        nodes["logger"] = config.logger
+    for where, node in nodes.items():
+        for key in PATH_KEYS:
+            value = node.get(key) if key in node else None
+            if value is None:
+                continue
+            text = str(value)
+            if key == "filename":
+                if not text.strip() or Path(text).is_absolute() or ".." in Path(text).parts:
+                    raise ConfigError(
+                        f"{where}.filename={text!r} must be a file name inside the checkpoint "
+                        "folder (no absolute path, no '..'); set dirpath for another folder"
+                    )
+            elif not text.strip() or not Path(text).is_absolute():
+                raise ConfigError(
+                    f"{where}.{key}={text!r} is not an absolute folder: it would resolve "
+                    f"against the working directory; use ${{paths.output_dir}}/{text or 'name'} "
+                    "or an absolute path"
+                )
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Trainer values Lightning or torch would only reject mid-training (or never)."""
+
+    def number(key: str) -> Any:
+        value = trainer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"trainer.{key} must be a number, got {value!r}")
+        return value
+
+    clip = number("gradient_clip_val")
+    if clip is not None and not (math.isfinite(clip) and clip >= 0):
+        raise ConfigError(f"trainer.gradient_clip_val must be a finite number >= 0, got {clip}")
+    for key in ("accumulate_grad_batches", "check_val_every_n_epoch", "num_sanity_val_steps"):
+        value = number(key)
+        smallest = -1 if key == "num_sanity_val_steps" else 1
+        if value is not None and (not isinstance(value, int) or value < smallest):
+            raise ConfigError(f"trainer.{key} must be an integer >= {smallest}, got {value}")
+    interval = number("val_check_interval")
+    if interval is not None:
+        whole = isinstance(interval, int)
+        if not (interval >= 1 if whole else 0 < interval <= 1):
+            raise ConfigError(
+                "trainer.val_check_interval must be an integer >= 1 (batches) or a fraction "
+                f"of an epoch in (0, 1], got {interval}"
+            )
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = number(key)
+        if value is not None and not (value >= 0 if isinstance(value, int) else 0 <= value <= 1):
+            raise ConfigError(
+                f"trainer.{key} must be an integer >= 0 or a fraction in [0, 1], got {value}"
+            )

@@ -17,11 +17,13 @@ from torchmetrics import MeanMetric
 
 from zoo.errors import CheckpointError, ConfigError
 from zoo.lightning_private import is_compiled, logger_writes_this_step
-from zoo.loading import checkpoint_errors, read_checkpoint
+from zoo.loading import check_recorded_shapes, checkpoint_errors, read_checkpoint
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 SCHEDULER_KEYS = ("interval", "monitor")  # Lightning's scheduler options, not the scheduler's
 SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+# Lightning's load_from_checkpoint options (not the task's hyper-parameters).
+LOAD_OPTIONS = ("map_location", "hparams_file", "strict", "weights_only")
 # The checkpoint `Task.load_from_checkpoint` is rebuilding a task from, while it does.
 LOADING: ContextVar[str | None] = ContextVar("zoo_loading_checkpoint", default=None)
 
@@ -194,12 +196,16 @@ class Task(L.LightningModule):
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
         """Restore a trained task of this class: plain data only (weights_only), the class the
         checkpoint records checked (`recorded_task`), never code named by the file."""
-        recorded_task(read_checkpoint(checkpoint_path), checkpoint_path, cls)
+        checkpoint = read_checkpoint(checkpoint_path)
+        recorded_task(checkpoint, checkpoint_path, cls)
         if hasattr(checkpoint_path, "seek"):  # a file object: Lightning reads it again
             checkpoint_path.seek(0)
         kwargs["weights_only"] = True
         loading = LOADING.set(str(checkpoint_path))
         try:
+            hparams = {**(checkpoint.get("hyper_parameters") or {}), **kwargs}
+            hparams = {k: v for k, v in hparams.items() if k not in LOAD_OPTIONS}
+            check_recorded_shapes(checkpoint, lambda: cls(**hparams), checkpoint_path)
             with checkpoint_errors(checkpoint_path):
                 return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
         finally:
