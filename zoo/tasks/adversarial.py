@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
+from torchmetrics.image.fid import FrechetInceptionDistance
 from torchvision.utils import make_grid
 
 from zoo.metrics import fid
 from zoo.nets import ConvNet
 from zoo.nets.checks import check_image, check_positive
-from zoo.tasks.base import Task, build_net, check_optimizer
+from zoo.tasks.base import Task, build_net, check_optimizer, each_stage, register
 
 
 def image_grid(
@@ -28,6 +29,7 @@ def image_grid(
     return make_grid(images, nrow=nrow, padding=2, normalize=True, value_range=(low, high))
 
 
+@register
 class Adversarial(Task):
     """Non-saturating GAN training with Lightning's manual optimization.
 
@@ -39,7 +41,13 @@ class Adversarial(Task):
     """
 
     accepts = ("image",)
+    higher_is_better = each_stage(fid=bool(FrechetInceptionDistance.higher_is_better))
+    val_metric = ("val/fid",)
+    test_metric = ("test/fid",)
     monitor = "val/fid"
+    network_options = ("generator", "discriminator")
+    learning_rate_options = ("g_lr", "d_lr")
+    samples = "images"
     train_values = ("d_loss", "d_real", "d_fake", "g_loss")
     eval_values = ()
     ddp_finds_unused_parameters = True  # D's pass leaves G unused, G's pass leaves D frozen
@@ -110,6 +118,10 @@ class Adversarial(Task):
                 config["betas"] = list(betas)
             configs[name] = config
         return configs
+
+    def example_input(self, batch: int = 2, generator: torch.Generator | None = None) -> Tensor:
+        """Random latent vectors (forward generates images from them)."""
+        return torch.randn(batch, self.latent_dim, generator=generator)
 
     @property
     def name(self) -> str:

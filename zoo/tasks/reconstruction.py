@@ -19,10 +19,12 @@ from zoo.metrics.fid import fingerprint
 from zoo.nets.autoencoder import AutoEncoder, gaussian_kl, reparameterise
 from zoo.nets.checks import check_dropout, check_image, check_positive
 from zoo.tasks.adversarial import image_grid
-from zoo.tasks.base import Task, build_net
+from zoo.tasks.base import Task, build_net, each_stage, register
 
 SHOWN = 16  # validation images in the reconstruction grid (and 8 pairs for the VAE's walk)
 WALK_STEPS = 10
+# Scores of the test codes (sklearn's, not torchmetrics objects): all grow better up.
+CODE_SCORES = {"test/nmi": True, "test/nmi_pixels": True, "test/probe_acc": True}
 EMBEDDED = 2000  # test codes (with thumbnails) in TensorBoard's embedding projector
 PROBE_TRAIN = 10000  # training codes the probe is fitted on, at most
 
@@ -39,6 +41,7 @@ def squared_error(reconstruction: Tensor, x: Tensor) -> Tensor:
     return (reconstruction - x).square().flatten(1).sum(1).mean()
 
 
+@register
 class Reconstruction(Task):
     """A deterministic autoencoder: `train/loss`, `val/loss`, `test/loss` are the squared error
     of the reconstruction (summed over a sample's pixels, averaged over the batch).
@@ -49,6 +52,9 @@ class Reconstruction(Task):
     """
 
     accepts = ("image",)
+    higher_is_better = each_stage(loss=False) | CODE_SCORES
+    test_metric = ("test/nmi", "test/loss")
+    network_options = ("encoder", "decoder")
     variational: ClassVar[bool] = False
 
     def __init__(
@@ -217,6 +223,7 @@ class Reconstruction(Task):
         return (torch.cat(codes), torch.cat(labels)) if codes else None
 
 
+@register
 class VariationalReconstruction(Reconstruction):
     """A variational autoencoder: the loss is the negative ELBO, `recon` + `beta` * `kl` (a
     reparameterised Gaussian code with a standard normal prior), each part logged as well.
@@ -225,6 +232,8 @@ class VariationalReconstruction(Reconstruction):
     (codes interpolated between pairs of validation images). `sample(n)` draws new images.
     """
 
+    higher_is_better = each_stage(loss=False, recon=False, kl=False) | CODE_SCORES
+    samples = "images"
     variational = True
     train_values = ("loss", "recon", "kl")
     eval_values = ("loss", "recon", "kl")
