@@ -160,7 +160,8 @@ def describe(hint: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(dict.fromkeys(describe(a) for a in args))
     if origin in (list, tuple, Sequence):
-        return f"a list of {describe(args[0])}s" if args else "a list"
+        item = describe(args[0]).removeprefix("an ").removeprefix("a ") if args else ""
+        return f"a list of {item}s" if args else "a list"
     return getattr(hint, "__name__", str(hint))
 
 

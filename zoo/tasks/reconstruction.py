@@ -7,7 +7,7 @@ logistic-regression probe fitted on the training split's codes (`test/probe_acc`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -21,6 +21,8 @@ from zoo.nets.checks import check_dropout, check_image, check_positive
 from zoo.tasks.adversarial import image_grid
 from zoo.tasks.base import Task, build_net, each_stage, register
 
+MLP_ENCODER = {"_target_": "zoo.nets.MLPEncoder", "widths": [256, 128]}
+MLP_DECODER = {"_target_": "zoo.nets.MLPDecoder", "widths": [128, 256]}
 SHOWN = 16  # validation images in the reconstruction grid (and 8 pairs for the VAE's walk)
 WALK_STEPS = 10
 # Scores of the test codes (sklearn's, not torchmetrics objects): all grow better up.
@@ -46,7 +48,9 @@ class Reconstruction(Task):
     """A deterministic autoencoder: `train/loss`, `val/loss`, `test/loss` are the squared error
     of the reconstruction (summed over a sample's pixels, averaged over the batch).
 
-    `encoder` and `decoder` name classes in zoo.nets (MLP or convolutional pairs); `noise` is
+    `encoder` and `decoder` are network configs (`_target_`: a class in zoo.nets, MLP or
+    convolutional pairs, and its options), built for `latent_dim` and the data's image shape;
+    `noise` is
     the fraction of input pixels dropped (set to 0, the data's mean) in training: a denoising
     autoencoder. `num_outputs`, the number of classes, is the number of k-means clusters.
     """
@@ -61,11 +65,9 @@ class Reconstruction(Task):
         self,
         input_shape: Sequence[int],
         num_outputs: int = 10,
-        encoder: str = "zoo.nets.MLPEncoder",
-        decoder: str = "zoo.nets.MLPDecoder",
+        encoder: Mapping[str, Any] = MLP_ENCODER,
+        decoder: Mapping[str, Any] = MLP_DECODER,
         latent_dim: int = 10,
-        encoder_widths: Sequence[int] = (256, 128),
-        decoder_widths: Sequence[int] = (128, 256),
         noise: float = 0.0,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
@@ -80,15 +82,14 @@ class Reconstruction(Task):
         self.latent_dim = latent_dim
         self.net = AutoEncoder(
             build_net(
-                {"_target_": encoder, "widths": list(encoder_widths)},
+                encoder,
+                "model.encoder",
                 input_shape=self.input_shape,
                 latent_dim=latent_dim,
                 variational=self.variational,
             ),
             build_net(
-                {"_target_": decoder, "widths": list(decoder_widths)},
-                latent_dim=latent_dim,
-                output_shape=self.input_shape,
+                decoder, "model.decoder", latent_dim=latent_dim, output_shape=self.input_shape
             ),
         )
         # The data's value range (from the training split in `setup`), for pictures.
@@ -242,11 +243,9 @@ class VariationalReconstruction(Reconstruction):
         self,
         input_shape: Sequence[int],
         num_outputs: int = 10,
-        encoder: str = "zoo.nets.MLPEncoder",
-        decoder: str = "zoo.nets.MLPDecoder",
+        encoder: Mapping[str, Any] = MLP_ENCODER,
+        decoder: Mapping[str, Any] = MLP_DECODER,
         latent_dim: int = 10,
-        encoder_widths: Sequence[int] = (256, 128),
-        decoder_widths: Sequence[int] = (128, 256),
         noise: float = 0.0,
         beta: float = 1.0,
         optimizer: dict[str, Any] | None = None,
@@ -261,8 +260,6 @@ class VariationalReconstruction(Reconstruction):
             encoder,
             decoder,
             latent_dim,
-            encoder_widths,
-            decoder_widths,
             noise,
             optimizer,
             scheduler,
