@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
 import torch.nn.functional as F
 from conftest import hparams_tab
 from omegaconf import OmegaConf, open_dict
@@ -19,9 +21,10 @@ from torchmetrics.classification import MulticlassAccuracy
 
 import zoo
 from zoo.cli.compare import Run, find_runs, grouped, report
+from zoo.errors import CheckpointError
 from zoo.run.hparams import hparams_summaries
 from zoo.run.search import direction
-from zoo.run.training import train
+from zoo.run.training import build_run, train
 from zoo.tasks import TASKS, Supervised, Task, register
 from zoo.tasks.base import each_stage
 
@@ -199,3 +202,47 @@ def test_the_rest_of_the_zoo_lists_no_metric_names_and_branches_on_no_task_class
         for match in pattern.finditer(path.read_text())
     ]
     assert not found
+
+
+# --- every network of every task is configured the same way (`_target_` + options) -----------
+@pytest.mark.parametrize(
+    ("name", "overrides", "widths"),
+    [
+        ("gan", ["model.generator.widths=[24]", "model.discriminator.widths=[12,6]"], (24, 12)),
+        ("ae", ["model.encoder.widths=[20]", "model.decoder.widths=[14,7]"], (20, 14)),
+    ],
+)
+def test_a_networks_options_are_ordinary_overrides_and_checkpoints_rebuild_them(
+    make_config, tmp_path, name, overrides, widths
+):
+    _, model, _ = build_run(make_config(f"model={name}", "data=digits", *overrides))
+    first, second = model.networks().values() if name == "gan" else model.net.children()
+    assert first_width(first) == widths[0] and first_width(second) == widths[1]
+    path = save(model, tmp_path / "task.ckpt")
+    loaded = zoo.load(path)
+    assert torch.equal(
+        torch.cat([p.flatten() for p in loaded.parameters()]),
+        torch.cat([p.flatten() for p in model.parameters()]),
+    )
+
+
+@pytest.mark.parametrize("network", ["generator", "discriminator"])
+def test_a_checkpoints_network_configs_may_name_only_imported_module_classes(network, tmp_path):
+    path = save(zoo.create_model("gan", (1, 8, 8), 10), tmp_path / "gan.ckpt")
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"][network]["_target_"] = "os.system"
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=rf"model.{network} 'os.system' is not a class"):
+        zoo.load(path)
+
+
+def first_width(net: nn.Module) -> int:
+    """The output width of a network's first linear layer."""
+    return next(m.out_features for m in net.modules() if isinstance(m, nn.Linear))
+
+
+def save(model: Task, path: Path) -> Path:
+    trainer = L.Trainer(max_epochs=0, logger=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return path
