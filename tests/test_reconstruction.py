@@ -20,10 +20,8 @@ from zoo.run.training import build_run, train
 from zoo.tasks import Reconstruction, VariationalReconstruction
 
 CONV = {
-    "encoder": "zoo.nets.ConvEncoder",
-    "decoder": "zoo.nets.ConvDecoder",
-    "encoder_widths": [8, 16],
-    "decoder_widths": [16, 8],
+    "encoder": {"_target_": "zoo.nets.ConvEncoder", "widths": [8, 16]},
+    "decoder": {"_target_": "zoo.nets.ConvDecoder", "widths": [16, 8]},
 }
 
 
@@ -107,7 +105,10 @@ def test_codes_of_known_clusters_score_near_one_and_random_labels_near_zero():
         ("model.latent_dim=0", "model.latent_dim must be a positive integer, got 0"),
         ("model.noise=1.0", "model.noise must be in [0, 1), got 1.0"),
         ("model.noise=-0.1", "model.noise must be in [0, 1), got -0.1"),
-        ("model.encoder_widths=[]", "model.encoder_widths must be a non-empty list"),
+        ("model.encoder.widths=[]", "model.encoder.widths must be a non-empty list"),
+        ("model.decoder.widths=[0]", "model.decoder.widths must be a non-empty list"),
+        ("model.encoder.widths=abc", "model.encoder.widths must be a list of integers"),
+        ("+model.decoder.depth=2", "takes no option 'depth'"),
     ],
 )
 @pytest.mark.parametrize("name", ["ae", "vae"])

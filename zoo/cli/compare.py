@@ -21,14 +21,11 @@ from zoo.cli.outputs import check_output, write_atomically
 from zoo.errors import first_line
 from zoo.run.folders import FAILED, NOT_APPLICABLE, project_root
 from zoo.run.naming import NAME_LIMIT, readable_items
+from zoo.tasks import TASKS, Task, task_named
 
 # A sweep's run folder for a model/data pair that cannot work holds this file, with the reason.
 COLUMNS = ("run", "model", "data", "params", "best", "test", "epochs", "fit s", "samples/s")
-# A run's headline metric, the first it logs of these; higher is better for those in HIGHER.
-VAL_METRICS = ("val/acc", "val/mse", "val/fid", "val/bpc", "val/loss")
-TEST_METRICS = ("test/acc", "test/mse", "test/fid", "test/bpc", "test/nmi", "test/loss")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_?")  # ${now:...}_ in run folders
-HIGHER = ("val/acc", "test/acc", "test/nmi")
 STATS = ("parameters", "epochs", "fit_seconds", "samples_per_second")
 
 
@@ -48,12 +45,35 @@ class Run:
         return series[-1][1] if series else None
 
     @property
+    def task(self) -> type[Task]:
+        """The task class the run trained (its HPARAMS row's `task`); for a run without one,
+        the first task that declares every score the run logs and whose headline it logs."""
+        named = task_named(self.hparams.get("task"))
+        if named is not None:
+            return named
+        scores = {tag for tag in self.scalars if tag.startswith(("val/", "test/"))}
+        return next(
+            (
+                cls
+                for cls in TASKS.values()
+                if scores <= set(cls.higher_is_better) and scores.intersection(cls.val_metric)
+            ),
+            Task,
+        )
+
+    @property
     def val_metric(self) -> str:
-        return next((t for t in VAL_METRICS if t in self.scalars), "val/loss")
+        """The headline validation metric its task declares (the first of them it logged)."""
+        declared = self.task.val_metric
+        return next((t for t in declared if t in self.scalars), declared[0])
 
     @property
     def test_metric(self) -> str | None:
-        return next((t for t in TEST_METRICS if t in self.scalars), None)
+        return next((t for t in self.task.test_metric if t in self.scalars), None)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return bool(self.task.higher_is_better.get(self.val_metric, False))
 
     @property
     def group(self) -> str:
@@ -65,7 +85,7 @@ class Run:
         values = [v for _, v in self.scalars.get(self.val_metric, [])]
         if not values:
             return None
-        return max(values) if self.val_metric in HIGHER else min(values)
+        return max(values) if self.higher_is_better else min(values)
 
     def cells(self, root: Path) -> dict[str, str]:
         """The run's table cells by column name (also any HPARAMS column, e.g. `lr`)."""
@@ -248,7 +268,7 @@ def grouped(runs: list[Run]) -> dict[str, list[Run]]:
     for run in runs:
         groups.setdefault(run.group, []).append(run)
     for members in groups.values():
-        higher = members[0].val_metric in HIGHER
+        higher = members[0].higher_is_better
         members.sort(key=lambda r: (r.best() is None, -(r.best() or 0) if higher else r.best()))
     return dict(sorted(groups.items()))
 

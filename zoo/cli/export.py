@@ -22,24 +22,14 @@ from torch import Tensor
 import zoo
 from zoo.cli.options import Option, help_text, parse, wants_help
 from zoo.cli.outputs import check_output, checkpoint_file, write_atomically
-from zoo.tasks import Adversarial, LanguageModel, Task
+from zoo.tasks import Task
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "exported": ".pt2"}
 
 
 def example_input(model: Task, batch: int = 2) -> Tensor:
     """A batch of `batch` inputs the task's forward takes (random, seeded)."""
-    generator = torch.Generator().manual_seed(batch)
-    if isinstance(model, Adversarial):
-        return torch.randn(batch, model.latent_dim, generator=generator)
-    vocab_size = (
-        len(model.vocabulary)
-        if isinstance(model, LanguageModel)
-        else model.hparams.get("vocab_size")
-    )
-    if vocab_size:
-        return torch.randint(vocab_size, (batch, *model.input_shape), generator=generator)
-    return torch.randn(batch, *model.input_shape, generator=generator)
+    return model.example_input(batch, torch.Generator().manual_seed(batch))
 
 
 def too_large_for_one_file(model: Task) -> bool:

@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         out = check_output(arguments["out"], (path, inputs))
         checkpoint_file(path)
         model = zoo.load(path)  # CheckpointError (a ValueError): one line
-        if not isinstance(model, Supervised):
-            raise ValueError(  # noqa: TRY004 - bad user input, reported like every other one
+        if not model.predicts:
+            raise ValueError(
                 f"{path} holds a {model.name}, not a classifier or regressor; "
                 "sample.py draws samples from GANs and language models"
             )

@@ -16,12 +16,13 @@ from torchvision.utils import save_image
 import zoo
 from zoo.cli.options import Option, help_text, parse, wants_help
 from zoo.cli.outputs import check_output, checkpoint_file, write_atomically
-from zoo.tasks import Adversarial, LanguageModel, VariationalReconstruction
+from zoo.tasks import Task
 
-WHAT = {Adversarial: "a GAN", VariationalReconstruction: "a VAE", LanguageModel: "a language model"}
-IMAGES = {"n", "nrow", "seed", "out"}
-TEXT = {"prompt", "length", "temperature", "top_k", "seed", "out"}
-KEYS = {Adversarial: IMAGES, VariationalReconstruction: IMAGES, LanguageModel: TEXT}
+# The options by what a task declares it samples (`Task.samples`).
+KEYS = {
+    "images": {"n", "nrow", "seed", "out"},
+    "text": {"prompt", "length", "temperature", "top_k", "seed", "out"},
+}
 OPTIONS = {
     "ckpt_path": Option("str", help="a GAN's, VAE's or language model's checkpoint", required=True),
     "n": Option("int", 64, "images in the grid (GAN, VAE)", minimum=1),
@@ -43,7 +44,7 @@ OPTIONS = {
 
 
 def image_grid(
-    model: Adversarial | VariationalReconstruction,
+    model: Task,
     n: int = 64,
     nrow: int = 8,
     seed: int = 0,
@@ -64,12 +65,12 @@ def beside(ckpt_path: str) -> str:
     return str((folder.parent if folder.name == "checkpoints" else folder) / "samples.png")
 
 
-def load(ckpt_path: str) -> Adversarial | VariationalReconstruction | LanguageModel:
+def load(ckpt_path: str) -> Task:
     """The checkpoint's GAN, VAE or language model, in eval mode; else one ValueError line."""
     path = checkpoint_file(ckpt_path)
     model = zoo.load(path)  # CheckpointError (a ValueError): one line
-    if not isinstance(model, tuple(WHAT)):
-        raise ValueError(  # noqa: TRY004 - bad user input, reported like every other one
+    if model.samples not in KEYS:
+        raise ValueError(
             f"{path} holds a {model.name}, not a GAN, a VAE or a language model: nothing to sample"
         )
     return model.eval()
@@ -89,15 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         if out is not None:
             out = check_output(out, (ckpt_path,))
         model = load(ckpt_path)
-        kind = type(model)
+        kind = model.samples
         unknown = given - KEYS[kind]
         if unknown:
             raise ValueError(
-                f"{WHAT[kind]} takes no {', '.join(sorted(unknown))}; it takes "
-                f"{', '.join(sorted(KEYS[kind]))}"
+                f"{model.name} samples {kind}: it takes no {', '.join(sorted(unknown))}; it "
+                f"takes {', '.join(sorted(KEYS[kind]))}"
             )
         options = {k: v for k, v in arguments.items() if k in KEYS[kind]}
-        if kind in (Adversarial, VariationalReconstruction):
+        if kind == "images":
             out = out or check_output(beside(ckpt_path), (ckpt_path,))
             print(f"wrote {image_grid(model, out=out, **options)}")
             return 0

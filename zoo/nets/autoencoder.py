@@ -54,7 +54,7 @@ class MLPEncoder(Encoder):
         widths: Sequence[int],
         variational: bool = False,
     ) -> None:
-        check_sizes("encoder_widths", widths)
+        check_sizes("widths", widths)
         layers: list[nn.Module] = [nn.Flatten()]
         for width_in, width in pairwise([math.prod(input_shape), *widths]):
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2)]
@@ -71,7 +71,7 @@ class ConvEncoder(Encoder):
         widths: Sequence[int],
         variational: bool = False,
     ) -> None:
-        check_sizes("encoder_widths", widths)
+        check_sizes("widths", widths)
         channels, height, width = check_image(type(self), input_shape)
         layers: list[nn.Module] = []
         for width_in, width_out in pairwise([channels, *widths]):

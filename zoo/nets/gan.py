@@ -20,7 +20,7 @@ class MLPGenerator(nn.Sequential):
 
     def __init__(self, latent_dim: int, output_shape: Sequence[int], widths: Sequence[int]) -> None:
         check_positive("latent_dim", latent_dim)
-        check_sizes("generator_widths", widths)
+        check_sizes("widths", widths)
         layers: list[nn.Module] = []
         for width_in, width in pairwise([latent_dim, *widths]):
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2)]
@@ -35,7 +35,7 @@ class MLPDiscriminator(nn.Sequential):
     """Flattened image -> linear layers with leaky ReLU -> one logit."""
 
     def __init__(self, input_shape: Sequence[int], widths: Sequence[int]) -> None:
-        check_sizes("discriminator_widths", widths)
+        check_sizes("widths", widths)
         layers: list[nn.Module] = [nn.Flatten()]
         for width_in, width in pairwise([math.prod(input_shape), *widths]):
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2)]
@@ -51,7 +51,7 @@ class ConvGenerator(nn.Sequential):
 
     def __init__(self, latent_dim: int, output_shape: Sequence[int], widths: Sequence[int]) -> None:
         check_positive("latent_dim", latent_dim)
-        check_sizes("generator_widths", widths)
+        check_sizes("widths", widths)
         channels, height, width = check_image(type(self), output_shape)
         ups = 0
         while ups < len(widths) and height % 2 == 0 and width % 2 == 0 and min(height, width) > 2:
@@ -80,7 +80,7 @@ class ConvDiscriminator(nn.Sequential):
     """DCGAN discriminator: strided 4x4 convolutions (batch norm after the first), one logit."""
 
     def __init__(self, input_shape: Sequence[int], widths: Sequence[int]) -> None:
-        check_sizes("discriminator_widths", widths)
+        check_sizes("widths", widths)
         channels, height, width = check_image(type(self), input_shape)
         layers: list[nn.Module] = []
         for i, (width_in, width_out) in enumerate(pairwise([channels, *widths])):

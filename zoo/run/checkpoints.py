@@ -18,9 +18,11 @@ from torch import nn
 from zoo.errors import CheckpointError, CheckpointWriteError
 from zoo.loading import read_checkpoint
 from zoo.run.naming import hydra_value
+from zoo.tasks import learning_rate_options
 
 # What a resume may change: how long and where it runs, how it logs and checkpoints, and the
-# learning rate (the fix for a NaN). Everything else defines the experiment and must match.
+# learning rate (the fix for a NaN; also the model options tasks declare learning rates, see
+# `resumable_keys`). Everything else defines the experiment and must match.
 RESUMABLE_KEYS = (
     "ckpt_path",
     "hydra.",
@@ -38,12 +40,15 @@ RESUMABLE_KEYS = (
     "data.pin_memory",
     "data.persistent_workers",
     "optimizer.lr",
-    "model.g_lr",
-    "model.d_lr",
     "callbacks.",
     "logger.",
     "threads",
 )
+
+
+def resumable_keys() -> tuple[str, ...]:
+    """RESUMABLE_KEYS and `model.<option>` for each learning-rate option a task declares."""
+    return (*RESUMABLE_KEYS, *(f"model.{option}" for option in learning_rate_options()))
 
 
 def override_key(override: str) -> str:
@@ -53,7 +58,8 @@ def override_key(override: str) -> str:
 
 def experiment_overrides(overrides: list[str]) -> dict[str, str]:
     """The overrides that define the experiment (not the ones a resume may change), by key."""
-    return {override_key(o): o for o in overrides if not override_key(o).startswith(RESUMABLE_KEYS)}
+    resumable = resumable_keys()
+    return {override_key(o): o for o in overrides if not override_key(o).startswith(resumable)}
 
 
 def resume_conflict(recorded: list[str], given: list[str]) -> str | None:

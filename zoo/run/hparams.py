@@ -2,7 +2,8 @@
 
 TensorBoard takes the tab's columns from the first run's layout it finds, so every run writes
 the same full one: the options of every model, optimizer and scheduler yaml in conf/, the real
-learning rate of each network, and every family's metrics. A run fills in its own values.
+learning rate of each network, and the metrics every task declares (`Task.higher_is_better`).
+A run fills in its own values.
 """
 
 from __future__ import annotations
@@ -17,23 +18,10 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.tensorboard.summary import hparams
 
 from zoo.registry import CONFIG_DIR
+from zoo.tasks import declared_metrics
 
-# Every family's scores (classification, regression, GAN, language model, autoencoders) and the
-# run's own statistics, so that sorting by one of them works across families.
-METRICS = (
-    *(
-        f"{stage}/{name}"
-        for name in ("acc", "mse", "fid", "bpc", "loss", "r2", "mae", "recon", "kl")
-        for stage in ("val", "test")
-    ),
-    "test/nmi",
-    "test/nmi_pixels",
-    "test/probe_acc",
-    "run/fit_seconds",
-    "run/parameters",
-    "run/samples_per_second",
-    "run/epochs",
-)
+# The run's own statistics (zoo.run.callbacks.RunStats), after every task's declared metrics.
+RUN_METRICS = ("run/fit_seconds", "run/parameters", "run/samples_per_second", "run/epochs")
 # Columns every run has (lr for one network; lr.<network> for a GAN's two).
 COLUMNS: dict[str, Any] = {
     "model": "",
@@ -84,6 +72,12 @@ def registry_columns() -> dict[str, Any]:
     return columns
 
 
+def metric_columns() -> tuple[str, ...]:
+    """Every metric any task declares (so that sorting by one works across tasks), then the
+    run's own statistics."""
+    return (*declared_metrics(), *RUN_METRICS)
+
+
 def data_type(value: Any) -> int:
     if isinstance(value, bool):
         return DataType.DATA_TYPE_BOOL
@@ -107,9 +101,10 @@ def hparams_summaries(table: dict[str, Any], metrics: list[str]) -> list[Summary
     )
     for info in data.experiment.hparam_infos:
         info.differs = info.name in SHOWN_FIRST
-    own = [info.name.tag for info in data.experiment.metric_infos if info.name.tag not in METRICS]
+    every = metric_columns()
+    own = [info.name.tag for info in data.experiment.metric_infos if info.name.tag not in every]
     data.experiment.ClearField("metric_infos")  # one order, whichever run TensorBoard reads
-    data.experiment.metric_infos.extend(MetricInfo(name=MetricName(tag=t)) for t in METRICS)
+    data.experiment.metric_infos.extend(MetricInfo(name=MetricName(tag=t)) for t in every)
     data.experiment.metric_infos.extend(MetricInfo(name=MetricName(tag=t)) for t in own)
     layout.value[0].metadata.plugin_data.content = data.SerializeToString()
     return [layout, start, end]

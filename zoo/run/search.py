@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-# Metric names are a contract (*/acc, */mse, */bpc, */fid, */nmi, */loss): these grow better up.
-HIGHER_IS_BETTER = ("acc", "nmi")
+from zoo.tasks import declared_metrics
 
 
 def direction(metric: str) -> str:
-    """Optuna's direction for a metric: "maximize" for */acc and */nmi, else "minimize"."""
-    return "maximize" if metric.rsplit("/", 1)[-1] in HIGHER_IS_BETTER else "minimize"
+    """Optuna's direction for a metric, as the tasks declare it (`Task.higher_is_better`):
+    "maximize" when higher is better, else "minimize". A name no task declares takes the
+    direction of a declared one in another stage (val/nmi as test/nmi), else "minimize"."""
+    declared = declared_metrics()
+    by_name = {name.rsplit("/", 1)[-1]: higher for name, higher in reversed(declared.items())}
+    higher = declared.get(metric, by_name.get(metric.rsplit("/", 1)[-1], False))
+    return "maximize" if higher else "minimize"
 
 
 def objective(config: DictConfig, metrics: dict[str, float]) -> float | None:

@@ -66,6 +66,9 @@ def check_config(config: DictConfig) -> None:
     if threads != "auto" and not counted:
         raise ConfigError(f"threads must be auto or an integer >= 1, got {threads!r}")
     check_types("model", config.model, extra=task_classes())
+    for key, node in config.model.items():  # a task's networks: `_target_` + options each
+        if isinstance(node, DictConfig) and node.get("_target_"):
+            check_types(f"model.{key}", node)
     check_learning_rates(config)
     if config.get("scheduler"):
         check_scheduler(OmegaConf.to_container(config.scheduler, resolve=True), config.optimizer)
@@ -161,13 +164,17 @@ def describe(hint: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(dict.fromkeys(describe(a) for a in args))
     if origin in (list, tuple, Sequence):
-        return f"a list of {describe(args[0])}s" if args else "a list"
+        item = describe(args[0]).removeprefix("an ").removeprefix("a ") if args else ""
+        return f"a list of {item}s" if args else "a list"
     return getattr(hint, "__name__", str(hint))
 
 
 def check_learning_rates(config: DictConfig) -> None:
-    """Every learning rate (optimizer.lr, a GAN's g_lr/d_lr) a finite number > 0."""
-    for key in ("optimizer.lr", "model.g_lr", "model.d_lr"):
+    """Every learning rate (optimizer.lr, and the model options tasks declare learning rates,
+    a GAN's g_lr/d_lr) a finite number > 0."""
+    from zoo.tasks import learning_rate_options
+
+    for key in ("optimizer.lr", *(f"model.{option}" for option in learning_rate_options())):
         lr = OmegaConf.select(config, key)
         if lr is None:
             continue

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
+from torchmetrics.image.fid import FrechetInceptionDistance
 from torchvision.utils import make_grid
 
 from zoo.metrics import fid
 from zoo.nets import ConvNet
 from zoo.nets.checks import check_image, check_positive
-from zoo.tasks.base import Task, build_net, check_optimizer
+from zoo.tasks.base import Task, build_net, check_optimizer, each_stage, register
+
+MLP_GENERATOR = {"_target_": "zoo.nets.MLPGenerator", "widths": [128, 256]}
+MLP_DISCRIMINATOR = {"_target_": "zoo.nets.MLPDiscriminator", "widths": [256, 128]}
 
 
 def image_grid(
@@ -28,18 +32,27 @@ def image_grid(
     return make_grid(images, nrow=nrow, padding=2, normalize=True, value_range=(low, high))
 
 
+@register
 class Adversarial(Task):
     """Non-saturating GAN training with Lightning's manual optimization.
 
     D learns to tell real images from G(z).detach(); G learns to make D call its samples real.
-    `generator` and `discriminator` name classes in zoo.nets (or any nn.Module classes taking the
-    same arguments). Optimizers: the `optimizer` config's class and options, with lr and betas set
-    per network (DCGAN practice: lr 2e-4, betas (0.5, 0.999)). `val/fid` and `test/fid` score
-    samples against the held-out split in a data-trained classifier's features (zoo.metrics.fid).
+    `generator` and `discriminator` are network configs (`_target_`: a class in zoo.nets, or any
+    nn.Module class taking the same arguments, and its options), built for `latent_dim` and the
+    data's image shape. Optimizers: the `optimizer` config's class and options, with lr and
+    betas set per network (DCGAN practice: lr 2e-4, betas (0.5, 0.999)). `val/fid` and
+    `test/fid` score samples against the held-out split in a data-trained classifier's features
+    (zoo.metrics.fid).
     """
 
     accepts = ("image",)
+    higher_is_better = each_stage(fid=bool(FrechetInceptionDistance.higher_is_better))
+    val_metric = ("val/fid",)
+    test_metric = ("test/fid",)
     monitor = "val/fid"
+    network_options = ("generator", "discriminator")
+    learning_rate_options = ("g_lr", "d_lr")
+    samples = "images"
     train_values = ("d_loss", "d_real", "d_fake", "g_loss")
     eval_values = ()
     ddp_finds_unused_parameters = True  # D's pass leaves G unused, G's pass leaves D frozen
@@ -47,11 +60,9 @@ class Adversarial(Task):
     def __init__(
         self,
         input_shape: Sequence[int],
-        generator: str = "zoo.nets.MLPGenerator",
-        discriminator: str = "zoo.nets.MLPDiscriminator",
+        generator: Mapping[str, Any] = MLP_GENERATOR,
+        discriminator: Mapping[str, Any] = MLP_DISCRIMINATOR,
         latent_dim: int = 64,
-        generator_widths: Sequence[int] = (128, 256),
-        discriminator_widths: Sequence[int] = (256, 128),
         g_lr: float | None = 2e-4,
         d_lr: float | None = 2e-4,
         g_betas: Sequence[float] | None = (0.5, 0.999),
@@ -75,13 +86,10 @@ class Adversarial(Task):
         self.automatic_optimization = False
         self.latent_dim = latent_dim
         self.generator = build_net(
-            {"_target_": generator, "widths": list(generator_widths)},
-            latent_dim=latent_dim,
-            output_shape=self.input_shape,
+            generator, "model.generator", latent_dim=latent_dim, output_shape=self.input_shape
         )
         self.discriminator = build_net(
-            {"_target_": discriminator, "widths": list(discriminator_widths)},
-            input_shape=self.input_shape,
+            discriminator, "model.discriminator", input_shape=self.input_shape
         )
         self.per_network = {"generator": (g_lr, g_betas), "discriminator": (d_lr, d_betas)}
         for config in self.optimizer_configs().values():
@@ -110,6 +118,10 @@ class Adversarial(Task):
                 config["betas"] = list(betas)
             configs[name] = config
         return configs
+
+    def example_input(self, batch: int = 2, generator: torch.Generator | None = None) -> Tensor:
+        """Random latent vectors (forward generates images from them)."""
+        return torch.randn(batch, self.latent_dim, generator=generator)
 
     @property
     def name(self) -> str:

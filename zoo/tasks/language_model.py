@@ -11,9 +11,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
 from zoo.nets.checks import check_positive
-from zoo.tasks.base import Task
+from zoo.tasks.base import Task, each_stage, register
 
 
+@register
 class LanguageModel(Task):
     """Next-token cross-entropy; losses in nats, `val/bpc` and `test/bpc` in bits per character.
 
@@ -21,6 +22,11 @@ class LanguageModel(Task):
     own). Each validation epoch writes `sample_length` generated characters, from
     `sample_prompt`, to TensorBoard's TEXT tab (`samples`).
     """
+
+    higher_is_better = each_stage(loss=False, bpc=False)
+    val_metric = ("val/bpc",)
+    test_metric = ("test/bpc",)
+    samples = "text"
 
     def __init__(
         self,
@@ -49,6 +55,10 @@ class LanguageModel(Task):
 
     def networks(self) -> dict[str, nn.Module]:
         return {"net": self.net}
+
+    def example_input(self, batch: int = 2, generator: torch.Generator | None = None) -> Tensor:
+        """Random token ids."""
+        return torch.randint(len(self.vocabulary), (batch, *self.input_shape), generator=generator)
 
     def forward(self, ids: Tensor) -> Tensor:
         """(batch, time) ids -> (batch, time, vocabulary) next-token logits."""

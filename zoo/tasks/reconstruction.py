@@ -7,7 +7,7 @@ logistic-regression probe fitted on the training split's codes (`test/probe_acc`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -20,10 +20,14 @@ from zoo.metrics.fid import fingerprint
 from zoo.nets.autoencoder import AutoEncoder, gaussian_kl, reparameterise
 from zoo.nets.checks import check_dropout, check_image, check_positive
 from zoo.tasks.adversarial import image_grid
-from zoo.tasks.base import Task, build_net
+from zoo.tasks.base import Task, build_net, each_stage, register
 
+MLP_ENCODER = {"_target_": "zoo.nets.MLPEncoder", "widths": [256, 128]}
+MLP_DECODER = {"_target_": "zoo.nets.MLPDecoder", "widths": [128, 256]}
 SHOWN = 16  # validation images in the reconstruction grid (and 8 pairs for the VAE's walk)
 WALK_STEPS = 10
+# Scores of the test codes (sklearn's, not torchmetrics objects): all grow better up.
+CODE_SCORES = {"test/nmi": True, "test/nmi_pixels": True, "test/probe_acc": True}
 EMBEDDED = 2000  # test codes (with thumbnails) in TensorBoard's embedding projector
 PROBE_TRAIN = 10000  # training codes the probe is fitted on, at most
 
@@ -40,27 +44,31 @@ def squared_error(reconstruction: Tensor, x: Tensor) -> Tensor:
     return (reconstruction - x).square().flatten(1).sum(1).mean()
 
 
+@register
 class Reconstruction(Task):
     """A deterministic autoencoder: `train/loss`, `val/loss`, `test/loss` are the squared error
     of the reconstruction (summed over a sample's pixels, averaged over the batch).
 
-    `encoder` and `decoder` name classes in zoo.nets (MLP or convolutional pairs); `noise` is
+    `encoder` and `decoder` are network configs (`_target_`: a class in zoo.nets, MLP or
+    convolutional pairs, and its options), built for `latent_dim` and the data's image shape;
+    `noise` is
     the fraction of input pixels dropped (set to 0, the data's mean) in training: a denoising
     autoencoder. `num_outputs`, the number of classes, is the number of k-means clusters.
     """
 
     accepts = ("image",)
+    higher_is_better = each_stage(loss=False) | CODE_SCORES
+    test_metric = ("test/nmi", "test/loss")
+    network_options = ("encoder", "decoder")
     variational: ClassVar[bool] = False
 
     def __init__(
         self,
         input_shape: Sequence[int],
         num_outputs: int = 10,
-        encoder: str = "zoo.nets.MLPEncoder",
-        decoder: str = "zoo.nets.MLPDecoder",
+        encoder: Mapping[str, Any] = MLP_ENCODER,
+        decoder: Mapping[str, Any] = MLP_DECODER,
         latent_dim: int = 10,
-        encoder_widths: Sequence[int] = (256, 128),
-        decoder_widths: Sequence[int] = (128, 256),
         noise: float = 0.0,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
@@ -75,15 +83,14 @@ class Reconstruction(Task):
         self.latent_dim = latent_dim
         self.net = AutoEncoder(
             build_net(
-                {"_target_": encoder, "widths": list(encoder_widths)},
+                encoder,
+                "model.encoder",
                 input_shape=self.input_shape,
                 latent_dim=latent_dim,
                 variational=self.variational,
             ),
             build_net(
-                {"_target_": decoder, "widths": list(decoder_widths)},
-                latent_dim=latent_dim,
-                output_shape=self.input_shape,
+                decoder, "model.decoder", latent_dim=latent_dim, output_shape=self.input_shape
             ),
         )
         # The data's value range (from the training split in `setup`), for pictures.
@@ -214,6 +221,7 @@ class Reconstruction(Task):
         return (torch.cat(codes), torch.cat(labels)) if codes else None
 
 
+@register
 class VariationalReconstruction(Reconstruction):
     """A variational autoencoder: the loss is the negative ELBO, `recon` + `beta` * `kl` (a
     reparameterised Gaussian code with a standard normal prior), each part logged as well.
@@ -222,6 +230,8 @@ class VariationalReconstruction(Reconstruction):
     (codes interpolated between pairs of validation images). `sample(n)` draws new images.
     """
 
+    higher_is_better = each_stage(loss=False, recon=False, kl=False) | CODE_SCORES
+    samples = "images"
     variational = True
     train_values = ("loss", "recon", "kl")
     eval_values = ("loss", "recon", "kl")
@@ -230,11 +240,9 @@ class VariationalReconstruction(Reconstruction):
         self,
         input_shape: Sequence[int],
         num_outputs: int = 10,
-        encoder: str = "zoo.nets.MLPEncoder",
-        decoder: str = "zoo.nets.MLPDecoder",
+        encoder: Mapping[str, Any] = MLP_ENCODER,
+        decoder: Mapping[str, Any] = MLP_DECODER,
         latent_dim: int = 10,
-        encoder_widths: Sequence[int] = (256, 128),
-        decoder_widths: Sequence[int] = (128, 256),
         noise: float = 0.0,
         beta: float = 1.0,
         optimizer: dict[str, Any] | None = None,
@@ -249,8 +257,6 @@ class VariationalReconstruction(Reconstruction):
             encoder,
             decoder,
             latent_dim,
-            encoder_widths,
-            decoder_widths,
             noise,
             optimizer,
             scheduler,

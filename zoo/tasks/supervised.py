@@ -12,12 +12,21 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, 
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from zoo.nets.checks import check_positive
-from zoo.tasks.base import Task
+from zoo.tasks.base import Task, each_stage, register
 from zoo.tasks.pictures import WorstClassified, confusion_figure
 
 KINDS = ("classification", "regression")
+# The metrics by name (val/<name>, test/<name>): accuracy for classification, the rest for
+# regression; which way is better is the torchmetrics class's own `higher_is_better`.
+METRICS = {
+    "acc": MulticlassAccuracy,
+    "mse": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "r2": R2Score,
+}
 
 
+@register
 class Supervised(Task):
     """Cross-entropy and `*/acc` for classification; MSE and `*/mse`, `*/mae`, `*/r2` for
     regression.
@@ -30,6 +39,13 @@ class Supervised(Task):
     for `input_shape` and `num_outputs` (and `vocab_size`, for token or tree inputs); a config is
     what checkpoints keep, so `zoo.load` and `load_from_checkpoint` rebuild the net on their own.
     """
+
+    higher_is_better = each_stage(
+        loss=False, **{name: bool(metric.higher_is_better) for name, metric in METRICS.items()}
+    )
+    val_metric = ("val/acc", "val/mse")  # classification, regression
+    test_metric = ("test/acc", "test/mse")
+    predicts = True
 
     def __init__(
         self,
@@ -60,12 +76,10 @@ class Supervised(Task):
         self.target_mean, self.target_std = target_scale or (0.0, 1.0)
         if kind == "classification":
             # validate_args=False: its checks read values on the host at every validation step.
-            accuracy = MulticlassAccuracy(num_outputs, average="micro", validate_args=False)
+            accuracy = METRICS["acc"](num_outputs, average="micro", validate_args=False)
             metric = MetricCollection({"acc": accuracy})
         else:
-            metric = MetricCollection(
-                {"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()}
-            )
+            metric = MetricCollection({name: METRICS[name]() for name in ("mse", "mae", "r2")})
         # Test-time pictures for a classifier: its confusion matrix and, on images, the worst.
         self.confusion = (
             MulticlassConfusionMatrix(num_outputs, validate_args=False)
@@ -82,6 +96,13 @@ class Supervised(Task):
 
     def networks(self) -> dict[str, nn.Module]:
         return {"net": self.net}
+
+    def example_input(self, batch: int = 2, generator: torch.Generator | None = None) -> Tensor:
+        """Random inputs; token ids or trees (`vocab_size` set) as random ids."""
+        vocab_size = self.hparams.get("vocab_size")
+        if vocab_size:
+            return torch.randint(vocab_size, (batch, *self.input_shape), generator=generator)
+        return super().example_input(batch, generator)
 
     def forward(self, x: Tensor) -> Tensor:
         output = self.net(x)
