@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo.metrics.baselines import Baselines, data_baselines
 from zoo.registry import CONFIG_DIR, accepted_inputs, model_config
+from zoo.run.search import direction
+from zoo.tasks import task_named
 
 SUITE_DIR = CONFIG_DIR / "results"
 STATS = {  # run-level scalars every finished run logs (zoo.run.callbacks.RunStats)
@@ -31,22 +33,19 @@ STATS = {  # run-level scalars every finished run logs (zoo.run.callbacks.RunSta
 DEVICE_FILE = "device.txt"  # what a point trained on, written by Progress
 
 
-# --- adapter: which test metric heads a task's table and which way is better ---------------------
-# The one place that knows; the tasks are about to declare it themselves (zoo/tasks/). At merge,
-# point these two functions at those declarations and delete the tuples.
-HEADLINES = ("test/acc", "test/mse", "test/fid", "test/bpc", "test/nmi", "test/loss")
-HIGHER = ("acc", "nmi", "nmi_pixels", "probe_acc", "r2")
-
-
+# --- what the tasks declare: which test metric heads a task's table, which way is better ----------
 def headline(task: str, logged: Iterable[str]) -> str:
-    """The test metric that heads `task`'s table: the first of HEADLINES the runs logged."""
+    """The test metric that heads `task`'s table: the first of the task's declared
+    `test_metric` the runs logged (else any test metric they logged)."""
     logged = set(logged)
-    return next((m for m in HEADLINES if m in logged), min(logged) if logged else "")
+    cls = task_named(task)
+    declared = cls.test_metric if cls is not None else ()
+    return next((m for m in declared if m in logged), min(logged) if logged else "")
 
 
 def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of `metric` (e.g. test/acc) is better."""
-    return metric.rsplit("/", 1)[-1] in HIGHER
+    """Whether a larger value of `metric` (e.g. test/acc) is better, as the tasks declare it."""
+    return direction(metric) == "maximize"
 
 
 # --- the suite -----------------------------------------------------------------------------------
