@@ -3,8 +3,10 @@ them, and the command that resumes a run from one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 from torch import nn
 
-from zoo.errors import CheckpointError, CheckpointWriteError
+from zoo.errors import CheckpointError, CheckpointWriteError, first_line
 from zoo.loading import read_checkpoint
 from zoo.run.naming import hydra_value
 
 # What a resume may change: how long and where it runs, how it logs and checkpoints, and the
-# learning rate (the fix for a NaN). Everything else defines the experiment and must match.
+# learning rate (the fix for a NaN). Everything else defines the experiment and must match. A key
+# matches exactly; one ending in "." is a group and matches every key under it.
 RESUMABLE_KEYS = (
     "ckpt_path",
     "hydra.",
@@ -27,7 +30,10 @@ RESUMABLE_KEYS = (
     "trainer.max_epochs",
     "trainer.max_steps",
     "trainer.max_time",
-    "trainer.limit_",
+    "trainer.limit_train_batches",
+    "trainer.limit_val_batches",
+    "trainer.limit_test_batches",
+    "trainer.limit_predict_batches",
     "trainer.accelerator",
     "trainer.devices",
     "trainer.log_every_n_steps",
@@ -50,9 +56,18 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def resumable(key: str) -> bool:
+    """Whether a resume may change `key`: it is one of RESUMABLE_KEYS, or lies in a group there
+    ("callbacks." takes callbacks.x.y); `optimizer.lr_decay` is not `optimizer.lr`."""
+    return any(
+        key == rule or (rule.endswith(".") and key.startswith(rule)) or key == rule.rstrip(".")
+        for rule in RESUMABLE_KEYS
+    )
+
+
 def experiment_overrides(overrides: list[str]) -> dict[str, str]:
     """The overrides that define the experiment (not the ones a resume may change), by key."""
-    return {override_key(o): o for o in overrides if not override_key(o).startswith(RESUMABLE_KEYS)}
+    return {override_key(o): o for o in overrides if not resumable(override_key(o))}
 
 
 def resume_conflict(recorded: list[str], given: list[str]) -> str | None:
@@ -95,11 +110,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(partial, path)
-        except OSError as error:
-            partial.unlink(missing_ok=True)
+        except BaseException as error:  # any failure: torch.save's own ("unexpected pos") too
+            with contextlib.suppress(OSError):  # (a folder that cannot be made has none)
+                partial.unlink(missing_ok=True)
+            if not isinstance(error, Exception):  # Ctrl-C, SystemExit: no partial file, go on
+                raise
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             raise CheckpointWriteError(
-                f"cannot write checkpoint {path}: {error.strerror or error}"
+                f"cannot write checkpoint {path}: {first_line(str(reason))} "
+                f"({free_space(path.parent)}); the previous one, if any, is intact"
             ) from None
+
+
+def free_space(folder: Path) -> str:
+    """ "1.2 GiB free on <folder>", or why that is unknown."""
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError as error:
+        return f"free space unknown: {error.strerror or error}"
+    return f"{usage.free / 2**30:.1f} GiB free on {folder}"
 
 
 def check_fits(path: str | Path, checkpoint: dict[str, Any], model: nn.Module) -> None:
