@@ -24,12 +24,62 @@ def check_counts(**counts: object) -> None:
             raise ValueError(f"data.{key} must be an integer >= 1, got {value!r}")
 
 
-class InMemoryLoader:
+class EpochSampler:
+    """Which epoch a loader serves: Lightning calls `set_epoch` on a loader's `sampler` at each
+    epoch start (as on a DistributedSampler), so a resumed run serves the epoch it resumes."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+class ResumableLoader:
+    """Lightning's stateful-loader protocol for loaders whose epoch `e` is a function of (seed,
+    e): `state_dict()` is {"epoch": e, "position": batches served in e}; after
+    `load_state_dict`, the first pass over that same epoch starts at that position, so a run
+    resumed mid-epoch sees the batches the uninterrupted run saw. Checkpoints taken at an
+    epoch's end resume with the next epoch from its start (Lightning sets it)."""
+
+    batch_sampler = None  # (what Lightning reads next to `sampler`)
+
+    def __init__(self) -> None:
+        self.sampler = EpochSampler()
+        self.position = 0
+        self.resume_at: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resume_at = (int(state["epoch"]), int(state["position"]))
+
+    def start(self) -> int:
+        """Begin a pass over the current epoch: the batches of it already served (a resume)."""
+        resume, self.resume_at = self.resume_at, None
+        self.position = resume[1] if resume is not None and resume[0] == self.sampler.epoch else 0
+        return self.position
+
+    def served(self, batches: int) -> None:
+        """Count `batches` of this epoch as served; after a whole pass, move on to the next
+        epoch (for plain loops: Lightning sets the epoch itself)."""
+        self.position = batches
+        if batches == len(self):
+            self.sampler.epoch += 1
+            self.position = 0
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+
+class InMemoryLoader(ResumableLoader):
     """Batches by index slicing of tensors that already sit on the target device.
 
-    A fresh random permutation per epoch when shuffling; no workers, no per-sample Python.
-    With `world_size` > 1 each process takes every world_size-th sample of one order shared by
-    all processes (a per-epoch permutation from `seed` when shuffling), all with equal counts.
+    When shuffling, epoch e's order is a permutation drawn from `seed` + e; no workers, no
+    per-sample Python. With `world_size` > 1 each process takes every world_size-th sample of
+    that order, shared by all processes, all with equal counts. Resumable mid-epoch
+    (ResumableLoader).
     """
 
     def __init__(
@@ -41,40 +91,42 @@ class InMemoryLoader:
         world_size: int = 1,
         seed: int = 0,
     ) -> None:
+        super().__init__()
         self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.rank = rank
         self.world_size = world_size
         self.seed = seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return math.ceil(len(self.tensors[0]) // self.world_size / self.batch_size)
 
-    def _order(self) -> Tensor | None:
-        """Sample indices for this epoch and process; None means all, in order."""
+    def _order(self, epoch: int) -> Tensor | None:
+        """Sample indices for `epoch` and this process; None means all, in order."""
         n, device = len(self.tensors[0]), self.tensors[0].device
-        if self.world_size == 1:
-            return torch.randperm(n, device=device) if self.shuffle else None
         if self.shuffle:  # the same permutation in every process
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            generator = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(n, generator=generator)
+        elif self.world_size == 1:
+            return None
         else:
             order = torch.arange(n)
         usable = n // self.world_size * self.world_size  # equal shares: drop < world_size samples
         return order[self.rank : usable : self.world_size].to(device)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        order = self._order()
-        self.epoch += 1
-        if order is None:
-            for start in range(0, len(self.tensors[0]), self.batch_size):
-                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
-        else:
-            for start in range(0, len(order), self.batch_size):
+        first = self.start()
+        order = self._order(self.sampler.epoch)
+        for batch in range(first, len(self)):
+            start = batch * self.batch_size
+            if order is None:
+                chunk = tuple(t[start : start + self.batch_size] for t in self.tensors)
+            else:
                 index = order[start : start + self.batch_size]
-                yield tuple(t[index] for t in self.tensors)
+                chunk = tuple(t[index] for t in self.tensors)
+            self.served(batch + 1)
+            yield chunk
 
 
 class TensorDataModule(L.LightningDataModule):

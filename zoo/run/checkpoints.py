@@ -7,8 +7,15 @@ import contextlib
 import os
 import shlex
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock
+    fcntl = None
 
 import lightning as L
 import torch
@@ -16,7 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 from torch import nn
 
-from zoo.errors import CheckpointError, CheckpointWriteError, first_line
+from zoo.errors import CheckpointError, CheckpointWriteError, ConfigError, first_line
 from zoo.loading import read_checkpoint
 from zoo.run.naming import hydra_value
 
@@ -129,6 +136,36 @@ def free_space(folder: Path) -> str:
     except OSError as error:
         return f"free space unknown: {error.strerror or error}"
     return f"{usage.free / 2**30:.1f} GiB free on {folder}"
+
+
+@contextmanager
+def one_process_per_folder(folder: Path, take: bool = True) -> Iterator[None]:
+    """Hold `folder`/.lock while this process trains there (`take`: DDP's rank 0 takes it for
+    its group): a second process, say a second resume of the same run, stops with one
+    ConfigError line instead of mixing its checkpoints and event files into the first's. The
+    lock is the kernel's (flock): a process that dies, even by SIGKILL, holds it no longer."""
+    if not take or fcntl is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "?"
+            raise ConfigError(
+                f"another process (pid {holder}) is training in {folder}; wait for it to end or "
+                "stop it (two runs in one folder would mix their checkpoints and logs)"
+            ) from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
 
 
 def check_fits(path: str | Path, checkpoint: dict[str, Any], model: nn.Module) -> None:

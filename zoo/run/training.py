@@ -25,7 +25,12 @@ from zoo.errors import ConfigError, DoesNotFitError, first_line
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import accepted_inputs, build_model
 from zoo.run.callbacks import RunStats
-from zoo.run.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
+from zoo.run.checkpoints import (
+    AtomicCheckpointIO,
+    checkpoint_dir,
+    one_process_per_folder,
+    resolve_ckpt_path,
+)
 from zoo.run.cluster import slurm_requeued
 from zoo.run.folders import NOT_APPLICABLE, current_overrides, record_point, sweeping, write_record
 from zoo.run.hparams import flatten, hparams_summaries, settings
@@ -225,6 +230,19 @@ def train(config: DictConfig) -> dict[str, float]:
         config.get("ckpt_path"), config.paths.output_dir, model, current_overrides()
     )
     check_fresh_folder(trainer, resuming=ckpt_path is not None or slurm_requeued(trainer))
+    folder = Path(config.paths.output_dir)
+    with one_process_per_folder(folder, take=trainer.is_global_zero):
+        return fit_and_test(config, datamodule, model, trainer, ckpt_path)
+
+
+def fit_and_test(
+    config: DictConfig,
+    datamodule: L.LightningDataModule,
+    model: Task,
+    trainer: L.Trainer,
+    ckpt_path: str | None,
+) -> dict[str, float]:
+    """Fit (from `ckpt_path` when resuming), test the best checkpoint, print the summary."""
     if trainer.is_global_zero:
         write_record(Path(config.paths.output_dir), config)
     start = time.perf_counter()
@@ -242,7 +260,7 @@ def train(config: DictConfig) -> dict[str, float]:
     trainer.test(
         model,
         datamodule=datamodule,
-        ckpt_path="best" if best else None,
+        ckpt_path=best or None,
         verbose=False,
         weights_only=True,
     )
