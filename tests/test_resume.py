@@ -325,3 +325,40 @@ def test_a_process_that_ended_in_any_way_holds_no_lock(tmp_path, end):
     assert (tmp_path / ".lock").read_text().strip() == str(other.pid)  # a stale file is left
     with one_process_per_folder(tmp_path):
         assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
+
+
+STALE_CASES = {
+    "best stops improving": ["callbacks.model_checkpoint.mode=max"],  # val/loss falls: no new best
+    "ends mid-epoch (max_steps)": ["trainer.max_steps=9"],
+    "write at the epoch's last step": ["callbacks.last_checkpoint.every_n_train_steps=6"],
+    "no validation": ["+trainer.limit_val_batches=0"],
+}
+
+
+@pytest.mark.parametrize("case", STALE_CASES)
+def test_last_checkpoint_holds_the_last_completed_state(tmp_path, case):
+    """A resume from last.ckpt of a finished run has nothing left to do: no epoch re-run."""
+    run = ["model=mlp", "model.hidden_sizes=[16]", "trainer.max_epochs=3", "threads=1"]
+    run += ["+trainer.limit_train_batches=6", *STALE_CASES[case]]
+    if "+trainer.limit_val_batches=0" not in run:
+        run.append("+trainer.limit_val_batches=2")
+    train(compose_config(tmp_path, run))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    done = torch.load(last)
+    assert done["global_step"] == (9 if "max_steps" in case else 18)
+    train(compose_config(tmp_path, [*run, "ckpt_path=last"]))
+    again = torch.load(last)
+    assert again["global_step"] == done["global_step"]  # nothing trained twice
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in done["state_dict"].items())
+
+
+def test_resume_after_ctrl_c_then_the_end_leaves_last_checkpoint_at_the_end(tmp_path):
+    run = ["model=mlp", "model.hidden_sizes=[16]", "trainer.max_epochs=3", "threads=1"]
+    run += ["+trainer.limit_train_batches=6", "+trainer.limit_val_batches=2"]
+    stop = [f"+callbacks.stop._target_={__name__}.SignalAt", "+callbacks.stop.step=4"]
+    with pytest.raises(SystemExit):
+        train(compose_config(tmp_path, [*run, *stop, "+callbacks.stop.signal=SIGINT"]))
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
+    train(compose_config(tmp_path, [*run, "ckpt_path=last"]))
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 18 and last["epoch"] == 2

@@ -259,6 +259,11 @@ class LastCheckpoint(ModelCheckpoint):
         if self.saving(trainer) and not self._should_save_on_train_epoch_end(trainer):
             self.save(trainer)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Training ended between epoch ends (max_steps, max_time): last.ckpt holds its end."""
+        if self._last_global_step_saved != trainer.global_step or not self.last_model_path:
+            self.save(trainer)
+
     def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self.stop_if_interrupted()
 
