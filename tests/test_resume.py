@@ -146,7 +146,7 @@ class KeepCheckpointsAt(L.Callback):
         self.step, self.to = step, Path(to)
 
     def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
-        if trainer.global_step == self.step and not self.to.exists():
+        if trainer.global_step == self.step and trainer.is_global_zero and not self.to.exists():
             shutil.copytree(Path(trainer.default_root_dir) / "checkpoints", self.to)
 
 
