@@ -66,7 +66,9 @@ class PoisonInput(Callback):
 
 
 POISONED = "nan-in-one-process"  # not a model: mlp with PoisonInput; both processes must stop
-RESUMED = "resumed-exactly"  # not a model: mlp with dropout and augmentation, killed and resumed
+# Not models: a run killed mid-epoch and resumed, mlp (dropout, augmentation) and gan (each
+# process's own noise generator); the model after the prefix.
+RESUMED = "resumed-exactly-"
 CLOCK = "timed-last-checkpoint"  # not a model: mlp with a last.ckpt every 1e-9 s of training
 
 
@@ -82,10 +84,10 @@ class RecordSaves(Callback):
             (Path(trainer.default_root_dir) / "saves.json").write_text(json.dumps(self.steps))
 
 
-def resumed_exactly(out: Path) -> dict:
-    """A 2-epoch run (dropout, augmentation: each process draws its own random numbers), and the
-    same run killed after step 9 (its checkpoints as the kill left them) and resumed with
-    ckpt_path=last: the same metrics and weights, to the bit, in every process."""
+def resumed_exactly(out: Path, model: str) -> dict:
+    """A 2-epoch run of `model`, and the same run killed after batch 9 (its checkpoints as the
+    kill left them) and resumed with ckpt_path=last: the same metrics and weights, to the bit,
+    in every process."""
     import shutil
 
     import torch.distributed as dist
@@ -93,28 +95,30 @@ def resumed_exactly(out: Path) -> dict:
     from tests.conftest import compose_config
     from zoo.run.training import train
 
-    folder = out / RESUMED
+    folder = out / f"{RESUMED}{model}"
+    step = 9 * (2 if model == "gan" else 1)  # a GAN steps two optimizers per batch
+    gan = ["model.fid_classifier_epochs=1", f"model.fid_cache_dir={out / 'fid'}"]
     run = [
-        "model=mlp",
+        f"model={model}",
         *DATA_FOR_INPUT["image"],
-        "data.augment=true",
+        *(gan if model == "gan" else ["data.augment=true"]),
         *[o for o in TINY_RUN if "limit_train" not in o and "max_epochs" not in o],
         "trainer.max_epochs=2",
         "+trainer.limit_train_batches=6",
         "trainer.deterministic=true",
-        "callbacks.last_checkpoint.every_n_train_steps=9",
+        f"callbacks.last_checkpoint.every_n_train_steps={step}",
     ]
     keep = [
         "+callbacks.keep._target_=test_resume.KeepCheckpointsAt",
-        "+callbacks.keep.step=9",
-        f"+callbacks.keep.to={out / 'killed'}",
+        f"+callbacks.keep.step={step}",
+        f"+callbacks.keep.to={folder}-killed",
     ]
     twin = train(compose_config(folder, [*run, *keep]))
     final = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     dist.barrier()
     if dist.get_rank() == 0:
         shutil.rmtree(folder / "checkpoints")
-        shutil.copytree(out / "killed", folder / "checkpoints")
+        shutil.copytree(f"{folder}-killed", folder / "checkpoints")
     dist.barrier()
     torch.manual_seed(1000 + dist.get_rank())  # other random states before the resume
     resumed = train(compose_config(folder, [*run, "ckpt_path=last"]))
@@ -166,8 +170,8 @@ def main(out: Path, models: list[str]) -> None:
     rank = int(__import__("os").environ["RANK"])
     for model in models:
         try:
-            if model == RESUMED:
-                metrics = resumed_exactly(out)
+            if model.startswith(RESUMED):
+                metrics = resumed_exactly(out, model.removeprefix(RESUMED))
             else:
                 config = compose_config(out / model, overrides_for(model, out))
                 config.paths.log_dir = str(out / "logs")
