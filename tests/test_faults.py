@@ -179,10 +179,12 @@ def test_last_checkpoint_is_due_by_training_time_or_step_count():
     def trainer(step: int) -> SimpleNamespace:  # what LastCheckpoint.due reads, one process
         return SimpleNamespace(global_step=step, world_size=1)
 
+    clock_step = LastCheckpoint.CLOCK_STEPS
     timed = LastCheckpoint(every_n_seconds=60)
-    assert not timed.due(trainer(7))  # 60 s have not passed yet
+    assert not timed.due(trainer(clock_step))  # 60 s have not passed yet
     timed.last_write -= 61  # as if the last write was 61 s ago
-    assert timed.due(trainer(7))
+    assert timed.due(trainer(clock_step))
+    assert not timed.due(trainer(clock_step + 1))  # the clock is read every CLOCK_STEPS steps only
     counted = LastCheckpoint(every_n_seconds=None, every_n_train_steps=7)
     assert [step for step in range(22) if counted.due(trainer(step))] == [7, 14, 21]
 
