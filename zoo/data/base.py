@@ -61,11 +61,11 @@ class ResumableLoader:
         self.position = resume[1] if resume is not None and resume[0] == self.sampler.epoch else 0
         return self.position
 
-    def served(self, batches: int) -> None:
-        """Count `batches` of this epoch as served; after a whole pass, move on to the next
+    def served(self, batches: int, total: int) -> None:
+        """Count `batches` of this epoch's `total` as served; after all, move on to the next
         epoch (for plain loops: Lightning sets the epoch itself)."""
         self.position = batches
-        if batches == len(self):
+        if batches == total:
             self.sampler.epoch += 1
             self.position = 0
 
@@ -108,6 +108,8 @@ class InMemoryLoader(ResumableLoader):
         if self.shuffle:  # the same permutation in every process
             generator = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(n, generator=generator)
+            if self.world_size == 1:
+                return order.to(device)
         elif self.world_size == 1:
             return None
         else:
@@ -116,16 +118,16 @@ class InMemoryLoader(ResumableLoader):
         return order[self.rank : usable : self.world_size].to(device)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        first = self.start()
+        first, total, size = self.start(), len(self), self.batch_size
         order = self._order(self.sampler.epoch)
-        for batch in range(first, len(self)):
-            start = batch * self.batch_size
+        for batch in range(first, total):
+            start = batch * size
             if order is None:
-                chunk = tuple(t[start : start + self.batch_size] for t in self.tensors)
+                chunk = tuple(t[start : start + size] for t in self.tensors)
             else:
-                index = order[start : start + self.batch_size]
+                index = order[start : start + size]
                 chunk = tuple(t[index] for t in self.tensors)
-            self.served(batch + 1)
+            self.served(batch + 1, total)
             yield chunk
 
 

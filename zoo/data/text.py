@@ -131,7 +131,7 @@ class RandomWindows(ResumableLoader):
             if step < first:  # served before the interruption
                 continue
             chunk = self.ids[starts + self.offsets]
-            self.served(step + 1)
+            self.served(step + 1, self.steps)
             yield chunk[:, :-1], chunk[:, 1:]
 
 
