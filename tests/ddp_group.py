@@ -96,6 +96,7 @@ def resumed_exactly(out: Path, model: str) -> dict:
     from zoo.run.training import train
 
     folder = out / f"{RESUMED}{model}"
+    model, _, loader = model.partition("-")  # mlp-dataloader: through a torch DataLoader
     step = 9 * (2 if model == "gan" else 1)  # a GAN steps two optimizers per batch
     gan = ["model.fid_classifier_epochs=1", f"model.fid_cache_dir={out / 'fid'}"]
     run = [
@@ -107,6 +108,7 @@ def resumed_exactly(out: Path, model: str) -> dict:
         "+trainer.limit_train_batches=6",
         "trainer.deterministic=true",
         f"callbacks.last_checkpoint.every_n_train_steps={step}",
+        *([f"data.loader={loader}"] if loader else []),
     ]
     keep = [
         "+callbacks.keep._target_=test_resume.KeepCheckpointsAt",

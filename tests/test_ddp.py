@@ -97,10 +97,10 @@ def written_once_by_rank_0(folder: Path, rank_0_pid: int) -> None:
 @pytest.mark.slow
 def test_ddp_resumes_exactly_and_shares_the_checkpoint_clock(tmp_path):
     """Two processes: a run killed after batch 9 and resumed ends with the uninterrupted run's
-    metrics and weights in both (mlp: dropout and augmentation; gan: each process's own noise);
-    last.ckpt every 1e-9 s of training is written mid-epoch, at the same steps in both processes
-    (rank 0's clock, no hang)."""
-    resumed = [f"{RESUMED}mlp", f"{RESUMED}gan"]
+    metrics and weights in both (mlp: dropout and augmentation, in memory and through a torch
+    DataLoader; gan: each process's own noise); last.ckpt every 1e-9 s of training is written
+    mid-epoch, at the same steps in both processes (rank 0's clock, no hang)."""
+    resumed = [f"{RESUMED}mlp", f"{RESUMED}mlp-dataloader", f"{RESUMED}gan"]
     errors = run_group(tmp_path, [*resumed, CLOCK], timeout=500)
     for name in (*resumed, CLOCK):
         failed = [tmp_path / f"{name}.rank{r}.error" for r in range(2)]

@@ -194,10 +194,10 @@ def twins(tmp_path_factory):
     a copy of its checkpoints as a SIGKILL after batch INTERRUPT_BATCH leaves them."""
     done = {}
 
-    def twin(model: str):
-        if model not in done:
+    def twin(model: str, extra: tuple[str, ...] = ()):
+        if (model, extra) not in done:
             folder = tmp_path_factory.mktemp(model) / "uninterrupted"
-            run = tiny_run(model, folder)
+            run = [*tiny_run(model, folder), *extra]
             keep = [
                 f"+callbacks.keep._target_={__name__}.KeepCheckpointsAt",
                 f"+callbacks.keep.step={interrupt_step(model)}",
@@ -205,8 +205,8 @@ def twins(tmp_path_factory):
             ]
             torch.manual_seed(0)  # nothing before the run's own seeding may matter
             metrics = train(compose_config(folder, [*run, *keep]))
-            done[model] = (run, folder, metrics, final_state(folder))
-        return done[model]
+            done[model, extra] = (run, folder, metrics, final_state(folder))
+        return done[model, extra]
 
     return twin
 
@@ -218,7 +218,22 @@ KINDS = ["sigkill", "ctrl-c", "sigterm", "slurm-sigusr1"]
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("model", list_models())
 def test_interrupted_run_resumes_to_the_same_bits(twins, tmp_path, monkeypatch, model, kind):
-    run, uninterrupted, metrics, weights = twins(model)
+    interrupt_and_resume(twins(model), tmp_path, monkeypatch, model, kind)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sigkill", "ctrl-c"])
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_the_dataloader_path_resumes_to_the_same_bits(twins, tmp_path, monkeypatch, model, kind):
+    """Data above memory_limit_mb goes through a torch DataLoader (ResumableDataLoader)."""
+    twin = twins(model, ("data.loader=dataloader",))
+    interrupt_and_resume(twin, tmp_path, monkeypatch, model, kind)
+
+
+def interrupt_and_resume(twin, tmp_path, monkeypatch, model: str, kind: str) -> None:
+    """Interrupt `model`'s run after batch INTERRUPT_BATCH in the way `kind` says, resume it,
+    and compare with its uninterrupted `twin`."""
+    run, uninterrupted, metrics, weights = twin
     folder = tmp_path / "run"
     if kind == "sigkill":  # the run's folder as the kill left it: its checkpoints of then
         folder = uninterrupted

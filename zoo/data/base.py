@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from zoo.data.augment import crop_and_flip, padding_for
 from zoo.data.spec import DataSpec
@@ -131,6 +131,47 @@ class InMemoryLoader(ResumableLoader):
             yield chunk
 
 
+class ShardSampler(DistributedSampler):
+    """torch's DistributedSampler (epoch e's order from `seed` + e, this process's share; Lightning
+    sets the epoch and, seeing one, adds none of its own), starting `skip` samples into the epoch
+    (a resumed one)."""
+
+    def __init__(self, dataset: Any, rank: int, world_size: int, seed: int, shuffle: bool) -> None:
+        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices, self.skip = list(super().__iter__())[self.skip :], 0
+        return iter(indices)
+
+
+class ResumableDataLoader(DataLoader):
+    """A torch DataLoader over a ShardSampler, resumable mid-epoch like ResumableLoader
+    ({"epoch", "position"}: the batches it handed out, whatever its workers prefetched)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.position = 0
+        self.resume_at: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resume_at = (int(state["epoch"]), int(state["position"]))
+
+    def __iter__(self) -> Iterator[Any]:
+        resume, self.resume_at = self.resume_at, None
+        epoch = self.sampler.epoch
+        self.position = resume[1] if resume is not None and resume[0] == epoch else 0
+        self.sampler.skip = self.position * self.batch_size
+        for batch in super().__iter__():
+            self.position += 1
+            yield batch
+        self.sampler.set_epoch(epoch + 1)  # a whole pass (plain loops; Lightning sets it)
+        self.position = 0
+
+
 class TensorDataModule(L.LightningDataModule):
     """A DataModule whose splits are tensors; subclasses implement `load_splits`.
 
@@ -231,15 +272,26 @@ class TensorDataModule(L.LightningDataModule):
                 world_size=trainer.world_size if trainer is not None else 1,
                 seed=torch.initial_seed() % 2**32,
             )
-        # Lightning adds a DistributedSampler to this one in multi-process runs.
-        return DataLoader(
+        options = {
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+        }
+        if not shuffle:  # Lightning adds a DistributedSampler to this one in multi-process runs
+            return DataLoader(TensorDataset(*tensors), **options)
+        trainer = getattr(self, "trainer", None)
+        sampler = ShardSampler(
             TensorDataset(*tensors),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+            seed=torch.initial_seed() % 2**32,
+            shuffle=True,
         )
+        # Its own generator: torch draws a seed for its workers at every pass, which would shift
+        # the global random stream a resumed run restores (dropout, augmentation).
+        generator = torch.Generator().manual_seed(sampler.seed)
+        return ResumableDataLoader(sampler.dataset, sampler=sampler, generator=generator, **options)
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)
