@@ -272,6 +272,11 @@ class TensorDataModule(L.LightningDataModule):
                 world_size=trainer.world_size if trainer is not None else 1,
                 seed=torch.initial_seed() % 2**32,
             )
+        return self.torch_loader(TensorDataset(*tensors), shuffle)
+
+    def torch_loader(self, dataset: Any, shuffle: bool) -> DataLoader:
+        """A torch DataLoader over `dataset` with the data options; a training one (`shuffle`)
+        resumes mid-epoch (ResumableDataLoader)."""
         options = {
             "batch_size": self.batch_size,
             "num_workers": self.num_workers,
@@ -279,10 +284,10 @@ class TensorDataModule(L.LightningDataModule):
             "persistent_workers": self.persistent_workers,
         }
         if not shuffle:  # Lightning adds a DistributedSampler to this one in multi-process runs
-            return DataLoader(TensorDataset(*tensors), **options)
+            return DataLoader(dataset, **options)
         trainer = getattr(self, "trainer", None)
         sampler = ShardSampler(
-            TensorDataset(*tensors),
+            dataset,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
             seed=torch.initial_seed() % 2**32,
@@ -291,7 +296,7 @@ class TensorDataModule(L.LightningDataModule):
         # Its own generator: torch draws a seed for its workers at every pass, which would shift
         # the global random stream a resumed run restores (dropout, augmentation).
         generator = torch.Generator().manual_seed(sampler.seed)
-        return ResumableDataLoader(sampler.dataset, sampler=sampler, generator=generator, **options)
+        return ResumableDataLoader(dataset, sampler=sampler, generator=generator, **options)
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)
