@@ -33,8 +33,8 @@ STEPS = [
     ("+ TensorBoard logger and LR monitor", {"logger": True, "callbacks": ["lr_monitor"]}),
     ("+ progress bar (refresh every 10 steps)", {"callbacks": ["progress_bar"]}),
     (
-        "+ ModelCheckpoint and LastCheckpoint",
-        {"callbacks": ["model_checkpoint", "last_checkpoint"]},
+        "+ ModelCheckpoint, LastCheckpoint and RandomStates",
+        {"callbacks": ["model_checkpoint", "last_checkpoint", "random_states"]},
     ),
     (
         "+ FiniteLossGuard and RunStats = train.py's config",

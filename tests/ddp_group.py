@@ -66,6 +66,67 @@ class PoisonInput(Callback):
 
 
 POISONED = "nan-in-one-process"  # not a model: mlp with PoisonInput; both processes must stop
+# Not models: a run killed mid-epoch and resumed, mlp (dropout, augmentation) and gan (each
+# process's own noise generator); the model after the prefix.
+RESUMED = "resumed-exactly-"
+CLOCK = "timed-last-checkpoint"  # not a model: mlp with a last.ckpt every 1e-9 s of training
+
+
+class RecordSaves(Callback):
+    """The global step of every checkpoint this process takes part in writing."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
+        self.steps.append(trainer.global_step)
+        if trainer.global_rank == 0:
+            (Path(trainer.default_root_dir) / "saves.json").write_text(json.dumps(self.steps))
+
+
+def resumed_exactly(out: Path, model: str) -> dict:
+    """A 2-epoch run of `model`, and the same run killed after batch 9 (its checkpoints as the
+    kill left them) and resumed with ckpt_path=last: the same metrics and weights, to the bit,
+    in every process."""
+    import shutil
+
+    import torch.distributed as dist
+
+    from tests.conftest import compose_config
+    from zoo.run.training import train
+
+    folder = out / f"{RESUMED}{model}"
+    model, _, loader = model.partition("-")  # mlp-dataloader: through a torch DataLoader
+    step = 9 * (2 if model == "gan" else 1)  # a GAN steps two optimizers per batch
+    gan = ["model.fid_classifier_epochs=1", f"model.fid_cache_dir={out / 'fid'}"]
+    run = [
+        f"model={model}",
+        *DATA_FOR_INPUT["image"],
+        *(gan if model == "gan" else ["data.augment=true"]),
+        *[o for o in TINY_RUN if "limit_train" not in o and "max_epochs" not in o],
+        "trainer.max_epochs=2",
+        "+trainer.limit_train_batches=6",
+        "trainer.deterministic=true",
+        f"callbacks.last_checkpoint.every_n_train_steps={step}",
+        *([f"data.loader={loader}"] if loader else []),
+    ]
+    keep = [
+        "+callbacks.keep._target_=test_resume.KeepCheckpointsAt",
+        f"+callbacks.keep.step={step}",
+        f"+callbacks.keep.to={folder}-killed",
+    ]
+    twin = train(compose_config(folder, [*run, *keep]))
+    final = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    dist.barrier()
+    if dist.get_rank() == 0:
+        shutil.rmtree(folder / "checkpoints")
+        shutil.copytree(f"{folder}-killed", folder / "checkpoints")
+    dist.barrier()
+    torch.manual_seed(1000 + dist.get_rank())  # other random states before the resume
+    resumed = train(compose_config(folder, [*run, "ckpt_path=last"]))
+    after = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    differ = [k for k in final if not torch.equal(final[k], after[k])]
+    return {"twin": twin, "resumed": resumed, "weights_differ": differ}
 
 
 def data_for(model: str) -> list[str]:
@@ -80,6 +141,14 @@ def overrides_for(model: str, out: Path) -> list[str]:
     """The train.py overrides of a tiny DDP run of `model` on data it takes."""
     from zoo.registry import model_config
 
+    if model == CLOCK:  # 3 shared clock readings (every 20 steps); the first decides at step 40
+        clock = [
+            "+callbacks.saves._target_=ddp_group.RecordSaves",
+            "callbacks.last_checkpoint.every_n_seconds=1e-9",
+            "data.batch_size=8",
+        ]
+        tiny = [o.replace("limit_train_batches=3", "limit_train_batches=60") for o in TINY_RUN]
+        return ["model=mlp", *DATA_FOR_INPUT["image"], *tiny, *clock]
     if model == POISONED:
         poisoned = [
             "+callbacks.poison._target_=ddp_group.PoisonInput",
@@ -103,9 +172,12 @@ def main(out: Path, models: list[str]) -> None:
     rank = int(__import__("os").environ["RANK"])
     for model in models:
         try:
-            config = compose_config(out / model, overrides_for(model, out))
-            config.paths.log_dir = str(out / "logs")
-            metrics = train(config)
+            if model.startswith(RESUMED):
+                metrics = resumed_exactly(out, model.removeprefix(RESUMED))
+            else:
+                config = compose_config(out / model, overrides_for(model, out))
+                config.paths.log_dir = str(out / "logs")
+                metrics = train(config)
         except NonFiniteLossError as error:
             metrics = {"stopped": str(error)}
         except BaseException:  # noqa: BLE001 - recorded, then this process ends
@@ -113,6 +185,7 @@ def main(out: Path, models: list[str]) -> None:
             sys.stderr.write(traceback.format_exc())
             sys.stderr.flush()
             __import__("os")._exit(1)  # the other rank's collectives fail instead of waiting
+        metrics["pid"] = __import__("os").getpid()
         (out / f"{model}.rank{rank}.json").write_text(json.dumps(metrics))
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ddp_group import POISONED
+from ddp_group import CLOCK, POISONED, RESUMED
 
 from zoo.registry import list_models
 
@@ -79,3 +79,39 @@ def test_every_model_trains_under_two_process_cpu_ddp(tmp_path):
         assert all(r.exists() for r in results), f"{model} did not finish: {errors[0][-3000:]}"
         metrics = json.loads(results[0].read_text())
         assert any(name.startswith("test/") for name in metrics), (model, metrics)
+        written_once_by_rank_0(tmp_path / model, metrics["pid"])
+
+
+def written_once_by_rank_0(folder: Path, rank_0_pid: int) -> None:
+    """Event files by rank 0 only (events.out.tfevents.<time>.<host>.<pid>.<n>), one last.ckpt
+    and best checkpoint, no partial files; the folder's lock was taken by rank 0. (No .hydra
+    record: these runs are composed, not run through Hydra's command line.)"""
+    names = sorted(p.name for p in folder.rglob("*") if p.is_file())
+    events = [n for n in names if n.startswith("events.out.tfevents")]
+    assert events and {n.split(".")[-2] for n in events} == {str(rank_0_pid)}, names
+    assert names.count("last.ckpt") == 1 and len([n for n in names if "best-" in n]) == 1, names
+    assert not [n for n in names if "partial" in n or "-v1" in n], names
+    assert (folder / ".lock").read_text().strip() == str(rank_0_pid)
+
+
+@pytest.mark.slow
+def test_ddp_resumes_exactly_and_shares_the_checkpoint_clock(tmp_path):
+    """Two processes: a run killed after batch 9 and resumed ends with the uninterrupted run's
+    metrics and weights in both (mlp: dropout and augmentation, in memory and through a torch
+    DataLoader; gan: each process's own noise); last.ckpt every 1e-9 s of training is written
+    mid-epoch, at the same steps in both processes (rank 0's clock, no hang)."""
+    resumed = [f"{RESUMED}mlp", f"{RESUMED}mlp-dataloader", f"{RESUMED}gan"]
+    errors = run_group(tmp_path, [*resumed, CLOCK], timeout=500)
+    for name in (*resumed, CLOCK):
+        failed = [tmp_path / f"{name}.rank{r}.error" for r in range(2)]
+        assert not any(f.exists() for f in failed), next(
+            f.read_text() for f in failed if f.exists()
+        )
+        results = [tmp_path / f"{name}.rank{r}.json" for r in range(2)]
+        assert all(r.exists() for r in results), errors[0][-3000:]
+    for name in resumed:
+        for rank in range(2):
+            result = json.loads((tmp_path / f"{name}.rank{rank}.json").read_text())
+            assert result["resumed"] == result["twin"] and not result["weights_differ"], result
+    saves = json.loads((tmp_path / CLOCK / "saves.json").read_text())
+    assert 40 in saves and saves[-1] == 60, saves  # the clock's write mid-epoch, the epoch end

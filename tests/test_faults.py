@@ -176,10 +176,8 @@ def test_resume_applies_a_new_learning_rate_and_refuses_another_optimizer(tmp_pa
 
 
 def test_last_checkpoint_is_due_by_training_time_or_step_count():
-    def trainer(step: int) -> SimpleNamespace:  # what LastCheckpoint.due reads
-        return SimpleNamespace(
-            global_step=step, strategy=SimpleNamespace(broadcast=lambda decision: decision)
-        )
+    def trainer(step: int) -> SimpleNamespace:  # what LastCheckpoint.due reads, one process
+        return SimpleNamespace(global_step=step, world_size=1)
 
     clock_step = LastCheckpoint.CLOCK_STEPS
     timed = LastCheckpoint(every_n_seconds=60)

@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from zoo.data.augment import crop_and_flip, padding_for
 from zoo.data.spec import DataSpec
@@ -24,12 +24,62 @@ def check_counts(**counts: object) -> None:
             raise ValueError(f"data.{key} must be an integer >= 1, got {value!r}")
 
 
-class InMemoryLoader:
+class EpochSampler:
+    """Which epoch a loader serves: Lightning calls `set_epoch` on a loader's `sampler` at each
+    epoch start (as on a DistributedSampler), so a resumed run serves the epoch it resumes."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+class ResumableLoader:
+    """Lightning's stateful-loader protocol for loaders whose epoch `e` is a function of (seed,
+    e): `state_dict()` is {"epoch": e, "position": batches served in e}; after
+    `load_state_dict`, the first pass over that same epoch starts at that position, so a run
+    resumed mid-epoch sees the batches the uninterrupted run saw. Checkpoints taken at an
+    epoch's end resume with the next epoch from its start (Lightning sets it)."""
+
+    batch_sampler = None  # (what Lightning reads next to `sampler`)
+
+    def __init__(self) -> None:
+        self.sampler = EpochSampler()
+        self.position = 0
+        self.resume_at: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resume_at = (int(state["epoch"]), int(state["position"]))
+
+    def start(self) -> int:
+        """Begin a pass over the current epoch: the batches of it already served (a resume)."""
+        resume, self.resume_at = self.resume_at, None
+        self.position = resume[1] if resume is not None and resume[0] == self.sampler.epoch else 0
+        return self.position
+
+    def served(self, batches: int, total: int) -> None:
+        """Count `batches` of this epoch's `total` as served; after all, move on to the next
+        epoch (for plain loops: Lightning sets the epoch itself)."""
+        self.position = batches
+        if batches == total:
+            self.sampler.epoch += 1
+            self.position = 0
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+
+class InMemoryLoader(ResumableLoader):
     """Batches by index slicing of tensors that already sit on the target device.
 
-    A fresh random permutation per epoch when shuffling; no workers, no per-sample Python.
-    With `world_size` > 1 each process takes every world_size-th sample of one order shared by
-    all processes (a per-epoch permutation from `seed` when shuffling), all with equal counts.
+    When shuffling, epoch e's order is a permutation drawn from `seed` + e; no workers, no
+    per-sample Python. With `world_size` > 1 each process takes every world_size-th sample of
+    that order, shared by all processes, all with equal counts. Resumable mid-epoch
+    (ResumableLoader).
     """
 
     def __init__(
@@ -41,40 +91,85 @@ class InMemoryLoader:
         world_size: int = 1,
         seed: int = 0,
     ) -> None:
+        super().__init__()
         self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.rank = rank
         self.world_size = world_size
         self.seed = seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return math.ceil(len(self.tensors[0]) // self.world_size / self.batch_size)
 
-    def _order(self) -> Tensor | None:
-        """Sample indices for this epoch and process; None means all, in order."""
+    def _order(self, epoch: int) -> Tensor | None:
+        """Sample indices for `epoch` and this process; None means all, in order."""
         n, device = len(self.tensors[0]), self.tensors[0].device
-        if self.world_size == 1:
-            return torch.randperm(n, device=device) if self.shuffle else None
         if self.shuffle:  # the same permutation in every process
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            generator = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(n, generator=generator)
+            if self.world_size == 1:
+                return order.to(device)
+        elif self.world_size == 1:
+            return None
         else:
             order = torch.arange(n)
         usable = n // self.world_size * self.world_size  # equal shares: drop < world_size samples
         return order[self.rank : usable : self.world_size].to(device)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        order = self._order()
-        self.epoch += 1
-        if order is None:
-            for start in range(0, len(self.tensors[0]), self.batch_size):
-                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
-        else:
-            for start in range(0, len(order), self.batch_size):
-                index = order[start : start + self.batch_size]
-                yield tuple(t[index] for t in self.tensors)
+        first, total, size = self.start(), len(self), self.batch_size
+        order = self._order(self.sampler.epoch)
+        for batch in range(first, total):
+            start = batch * size
+            if order is None:
+                chunk = tuple(t[start : start + size] for t in self.tensors)
+            else:
+                index = order[start : start + size]
+                chunk = tuple(t[index] for t in self.tensors)
+            self.served(batch + 1, total)
+            yield chunk
+
+
+class ShardSampler(DistributedSampler):
+    """torch's DistributedSampler (epoch e's order from `seed` + e, this process's share; Lightning
+    sets the epoch and, seeing one, adds none of its own), starting `skip` samples into the epoch
+    (a resumed one)."""
+
+    def __init__(self, dataset: Any, rank: int, world_size: int, seed: int, shuffle: bool) -> None:
+        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices, self.skip = list(super().__iter__())[self.skip :], 0
+        return iter(indices)
+
+
+class ResumableDataLoader(DataLoader):
+    """A torch DataLoader over a ShardSampler, resumable mid-epoch like ResumableLoader
+    ({"epoch", "position"}: the batches it handed out, whatever its workers prefetched)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.position = 0
+        self.resume_at: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resume_at = (int(state["epoch"]), int(state["position"]))
+
+    def __iter__(self) -> Iterator[Any]:
+        resume, self.resume_at = self.resume_at, None
+        epoch = self.sampler.epoch
+        self.position = resume[1] if resume is not None and resume[0] == epoch else 0
+        self.sampler.skip = self.position * self.batch_size
+        for batch in super().__iter__():
+            self.position += 1
+            yield batch
+        self.sampler.set_epoch(epoch + 1)  # a whole pass (plain loops; Lightning sets it)
+        self.position = 0
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -177,15 +272,31 @@ class TensorDataModule(L.LightningDataModule):
                 world_size=trainer.world_size if trainer is not None else 1,
                 seed=torch.initial_seed() % 2**32,
             )
-        # Lightning adds a DistributedSampler to this one in multi-process runs.
-        return DataLoader(
-            TensorDataset(*tensors),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
+        return self.torch_loader(TensorDataset(*tensors), shuffle)
+
+    def torch_loader(self, dataset: Any, shuffle: bool) -> DataLoader:
+        """A torch DataLoader over `dataset` with the data options; a training one (`shuffle`)
+        resumes mid-epoch (ResumableDataLoader)."""
+        options = {
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+        }
+        if not shuffle:  # Lightning adds a DistributedSampler to this one in multi-process runs
+            return DataLoader(dataset, **options)
+        trainer = getattr(self, "trainer", None)
+        sampler = ShardSampler(
+            dataset,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+            seed=torch.initial_seed() % 2**32,
+            shuffle=True,
         )
+        # Its own generator: torch draws a seed for its workers at every pass, which would shift
+        # the global random stream a resumed run restores (dropout, augmentation).
+        generator = torch.Generator().manual_seed(sampler.seed)
+        return ResumableDataLoader(dataset, sampler=sampler, generator=generator, **options)
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

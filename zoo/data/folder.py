@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
 from zoo.data.base import TensorDataModule, check_counts, split_indices
@@ -234,14 +234,7 @@ class FolderDataModule(TensorDataModule):
         images = FolderImages(
             self.files[split], self.channels, self.image_size, self.mean, self.std
         )
-        return DataLoader(
-            images,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
+        return self.torch_loader(images, shuffle)  # resumable mid-epoch when training
 
 
 def real_folder(path: Path) -> bool:

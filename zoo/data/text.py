@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zoo.data.base import InMemoryLoader, check_counts
+from zoo.data.base import InMemoryLoader, ResumableLoader, check_counts
 from zoo.data.files import read_bytes
 from zoo.data.spec import DataSpec
 
@@ -104,26 +104,34 @@ def windows(ids: Tensor, block_size: int) -> tuple[Tensor, Tensor]:
     return inputs, targets
 
 
-class RandomWindows:
+class RandomWindows(ResumableLoader):
     """`steps` batches per epoch of `batch_size` windows at random offsets, drawn on the ids'
-    device from a generator seeded with `seed` (give each process of a multi-process run its
-    own); each epoch continues the generator, so every epoch sees other windows."""
+    device from a generator seeded with (`seed`, epoch) (give each process of a multi-process
+    run its own seed), so every epoch sees other windows. Resumable mid-epoch
+    (ResumableLoader): a resumed epoch redraws the offsets it already served and skips them."""
 
     def __init__(self, ids: Tensor, block_size: int, batch_size: int, steps: int, seed: int = 0):
+        super().__init__()
         self.ids, self.block_size, self.batch_size, self.steps = ids, block_size, batch_size, steps
+        self.seed = seed
         self.offsets = torch.arange(block_size + 1, device=ids.device)
-        self.generator = torch.Generator(device=ids.device).manual_seed(seed)
+        self.generator = torch.Generator(device=ids.device)
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        first = self.start()
         high = len(self.ids) - self.block_size - 1
-        for _ in range(self.steps):
+        self.generator.manual_seed(hash((self.seed, self.sampler.epoch)) % 2**63)
+        for step in range(self.steps):
             starts = torch.randint(
                 0, high + 1, (self.batch_size, 1), device=self.ids.device, generator=self.generator
             )
+            if step < first:  # served before the interruption
+                continue
             chunk = self.ids[starts + self.offsets]
+            self.served(step + 1, self.steps)
             yield chunk[:, :-1], chunk[:, 1:]
 
 

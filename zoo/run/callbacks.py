@@ -3,6 +3,7 @@ Ctrl-C and SIGTERM, run statistics."""
 
 from __future__ import annotations
 
+import random
 import signal
 import threading
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, Timer
 from lightning.pytorch.trainer.states import TrainerFn
@@ -37,11 +39,14 @@ class LearningRates(LearningRateMonitor):
 
 class BestCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint; with `monitor` unset it keeps the best checkpoint by the
-    metric the task declares (`task.monitor`: `val/loss`, GANs `val/fid`; lower is better)."""
+    metric the task declares (`task.monitor`), the way the task declares is better
+    (`task.monitor_mode()`: "max" for a metric that grows better up)."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.monitor is None:
-            self.monitor = getattr(pl_module, "monitor", None)
+        if self.monitor is None and hasattr(pl_module, "monitor_mode"):
+            self.monitor = pl_module.monitor
+            self.mode = pl_module.monitor_mode()  # and the worst score to beat, as __init__ sets
+            self.kth_value = torch.tensor(-torch.inf if self.mode == "max" else torch.inf)
         super().setup(trainer, pl_module, stage)
 
     def on_sanity_check_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -137,21 +142,27 @@ class FiniteLossGuard(Callback):
         self.check(trainer)
 
 
-class LastCheckpoint(Callback):
-    """Write checkpoints/last.ckpt during epochs and on Ctrl-C or SIGTERM.
+class LastCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint keeping checkpoints/last.ckpt only: at every epoch end, after
+    `every_n_seconds` of training and/or every `every_n_train_steps` steps, and on Ctrl-C or
+    SIGTERM (printing the command that resumes), so `ckpt_path=last` resumes any interruption.
 
-    Lightning's ModelCheckpoint writes last.ckpt at epoch ends; this one lets a run killed
-    mid-epoch resume close to where it stopped: after `every_n_seconds` of training (the clock is
-    read every CLOCK_STEPS steps, rank 0's reading decides for all processes) and/or every
-    `every_n_train_steps` steps. Time, not steps, by default: a write costs as much as many small
-    steps (bench/RESULTS.md). Writes are atomic (the trainer's AtomicCheckpointIO), so a kill
-    during a write never leaves a truncated last.ckpt.
+    What it adds to the library's (tests/test_resume.py): last.ckpt at every epoch end (the
+    library's `save_last` follows the best checkpoint, so a run whose score stopped improving kept
+    a stale last.ckpt); a training-time clock without a host sync per step (the library
+    broadcasts its clock's decision every step; here the clock is read every CLOCK_STEPS steps
+    and, with several processes, rank 0's reading travels asynchronously on a CPU (gloo) group and
+    applies CLOCK_STEPS steps later); Ctrl-C stopping at the end of the step in progress, with the
+    resume command. Writes are atomic (the trainer's AtomicCheckpointIO).
     """
 
     CLOCK_STEPS = 20
 
     def __init__(
-        self, every_n_seconds: float | None = 60.0, every_n_train_steps: int | None = None
+        self,
+        dirpath: str | None = None,
+        every_n_seconds: float | None = 60.0,
+        every_n_train_steps: int | None = None,
     ) -> None:
         if every_n_seconds is not None and not (
             type(every_n_seconds) in (int, float) and every_n_seconds > 0
@@ -165,40 +176,85 @@ class LastCheckpoint(Callback):
             raise ValueError(
                 f"every_n_train_steps must be an integer >= 0 or null, got {every_n_train_steps!r}"
             )
+        super().__init__(
+            dirpath=dirpath,
+            save_top_k=0,
+            save_last=True,
+            every_n_train_steps=every_n_train_steps or 0,
+            enable_version_counter=False,  # overwrite last.ckpt, never last-v1.ckpt
+        )
         self.every_n_seconds = every_n_seconds
-        self.every_n_train_steps = every_n_train_steps
         self.last_write = time.monotonic()
+        self.clock: Any = None  # (work, decision) of rank 0's clock reading in flight (DDP)
+        self.clock_group: Any = None
         self.overrides: list[str] | None = None  # the run's command line, read at fit start
         self.interrupted = False  # Ctrl-C seen; stop at the end of the step in progress
         self.previous_sigint: Any = None  # the SIGINT handler to put back after fit
 
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"  # not the library's, which would equal another ModelCheckpoint's
+
     def save(self, trainer: L.Trainer) -> Path | None:
-        """Write last.ckpt (atomically: the trainer's AtomicCheckpointIO) into the
-        ModelCheckpoint's folder."""
-        folder = checkpoint_dir(trainer)
-        if folder is None:
+        """Write last.ckpt now (with optimizer, loop, loader and random states)."""
+        if self.dirpath is None:
             return None
-        path = folder / "last.ckpt"
-        trainer.save_checkpoint(path, weights_only=False)  # with optimizer and loop state
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         self.last_write = time.monotonic()
-        return path
+        return Path(self.last_model_path)
+
+    def saving(self, trainer: L.Trainer) -> bool:
+        return (
+            trainer.state.fn == TrainerFn.FITTING
+            and not trainer.sanity_checking
+            and not trainer.fast_dev_run
+        )
 
     def due(self, trainer: L.Trainer) -> bool:
-        """Whether this training step should write last.ckpt (the same answer in every process)."""
+        """Whether this training step should write last.ckpt (the same answer in every process,
+        without a host sync: see the class's docstring)."""
         step = trainer.global_step
         if not step:
             return False
-        if self.every_n_train_steps and step % self.every_n_train_steps == 0:
+        if self._every_n_train_steps and step % self._every_n_train_steps == 0:
             return True
         if self.every_n_seconds is None or step % self.CLOCK_STEPS:
             return False
-        return trainer.strategy.broadcast(
-            time.monotonic() - self.last_write >= self.every_n_seconds
-        )
+        late = time.monotonic() - self.last_write >= self.every_n_seconds
+        return late if trainer.world_size == 1 else self.shared_clock(trainer, late)
+
+    def shared_clock(self, trainer: L.Trainer, late: bool) -> bool:
+        """Rank 0's reading from CLOCK_STEPS steps ago (complete by now), and send this one."""
+        import torch.distributed as dist
+
+        if self.clock_group is None:
+            self.clock_group = dist.new_group(backend="gloo")
+        decided = False
+        if self.clock is not None:
+            work, decision = self.clock
+            work.wait()
+            decided = bool(decision.item())
+        decision = torch.tensor([late and trainer.is_global_zero], dtype=torch.uint8)
+        work = dist.broadcast(decision, src=0, group=self.clock_group, async_op=True)
+        self.clock = (work, decision)
+        return decided
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self.stop_if_interrupted()
-        if self.due(trainer):
+        if self.due(trainer) and self.saving(trainer):  # (saving's enum compare is the slower)
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.saving(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self.save(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.saving(trainer) and not self._should_save_on_train_epoch_end(trainer):
+            self.save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Training ended between epoch ends (max_steps, max_time): last.ckpt holds its end."""
+        if self._last_global_step_saved != trainer.global_step or not self.last_model_path:
             self.save(trainer)
 
     def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
@@ -206,6 +262,7 @@ class LastCheckpoint(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.last_write = time.monotonic()
+        self.clock = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         folder = checkpoint_dir(trainer)
@@ -263,6 +320,70 @@ class LastCheckpoint(Callback):
                     f"interrupted at step {trainer.global_step}: checkpoint saved to {path}; "
                     f"resume with: {resume_command(path, self.overrides)}"
                 )
+
+
+class RandomStates(Callback):
+    """Checkpoints hold every process's random states (torch, CUDA, numpy, Python, and the
+    task's own torch.Generator attributes, a GAN's noise), and a resumed fit puts them back when
+    training starts (after the sanity check), so dropout, noise and augmentation draw what the
+    uninterrupted run drew."""
+
+    KEY = "zoo_random_states"
+
+    def __init__(self) -> None:
+        self.pending: list[dict[str, Any]] | None = None
+
+    @staticmethod
+    def collect(pl_module: L.LightningModule) -> dict[str, Any]:
+        """This process's random states, as plain data (weights_only loading reads them)."""
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        generators = {
+            name: value.get_state()
+            for name, value in vars(pl_module).items()
+            if isinstance(value, torch.Generator)
+        }
+        return {
+            "generators": generators,
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
+            "python": random.getstate(),
+        }
+
+    @staticmethod
+    def restore(states: dict[str, Any], pl_module: L.LightningModule) -> None:
+        for name, state in states["generators"].items():
+            getattr(pl_module, name).set_state(state)
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        kind, keys, position, has_gauss, gauss = states["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+        version, internal, gauss_next = states["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
+    ) -> None:
+        mine = self.collect(pl_module)
+        if trainer.world_size > 1:
+            import torch.distributed as dist
+
+            everyone: list[Any] = [None] * trainer.world_size
+            dist.all_gather_object(everyone, mine)  # checkpoints are written collectively
+            checkpoint[self.KEY] = everyone
+        else:
+            checkpoint[self.KEY] = [mine]
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
+    ) -> None:
+        self.pending = checkpoint.get(self.KEY)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        states, self.pending = self.pending, None
+        if states and trainer.global_rank < len(states):
+            self.restore(states[trainer.global_rank], pl_module)
 
 
 class RunStats(Timer):

@@ -3,11 +3,20 @@ them, and the command that resumes a run from one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock
+    fcntl = None
 
 import lightning as L
 import torch
@@ -15,14 +24,15 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 from torch import nn
 
-from zoo.errors import CheckpointError, CheckpointWriteError
+from zoo.errors import CheckpointError, CheckpointWriteError, ConfigError, first_line
 from zoo.loading import read_checkpoint
 from zoo.run.naming import hydra_value
 from zoo.tasks import learning_rate_options
 
 # What a resume may change: how long and where it runs, how it logs and checkpoints, and the
 # learning rate (the fix for a NaN; also the model options tasks declare learning rates, see
-# `resumable_keys`). Everything else defines the experiment and must match.
+# `resumable_keys`). Everything else defines the experiment and must match. A key matches
+# exactly; one ending in "." is a group and matches every key under it.
 RESUMABLE_KEYS = (
     "ckpt_path",
     "hydra.",
@@ -30,7 +40,10 @@ RESUMABLE_KEYS = (
     "trainer.max_epochs",
     "trainer.max_steps",
     "trainer.max_time",
-    "trainer.limit_",
+    "trainer.limit_train_batches",
+    "trainer.limit_val_batches",
+    "trainer.limit_test_batches",
+    "trainer.limit_predict_batches",
     "trainer.accelerator",
     "trainer.devices",
     "trainer.log_every_n_steps",
@@ -56,10 +69,18 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def resumable(key: str) -> bool:
+    """Whether a resume may change `key`: it is one of `resumable_keys()`, or lies in a group there
+    ("callbacks." takes callbacks.x.y); `optimizer.lr_decay` is not `optimizer.lr`."""
+    return any(
+        key == rule or (rule.endswith(".") and key.startswith(rule)) or key == rule.rstrip(".")
+        for rule in resumable_keys()
+    )
+
+
 def experiment_overrides(overrides: list[str]) -> dict[str, str]:
     """The overrides that define the experiment (not the ones a resume may change), by key."""
-    resumable = resumable_keys()
-    return {override_key(o): o for o in overrides if not override_key(o).startswith(resumable)}
+    return {override_key(o): o for o in overrides if not resumable(override_key(o))}
 
 
 def resume_conflict(recorded: list[str], given: list[str]) -> str | None:
@@ -102,11 +123,55 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(partial, path)
-        except OSError as error:
-            partial.unlink(missing_ok=True)
+        except BaseException as error:  # any failure: torch.save's own ("unexpected pos") too
+            with contextlib.suppress(OSError):  # (a folder that cannot be made has none)
+                partial.unlink(missing_ok=True)
+            if not isinstance(error, Exception):  # Ctrl-C, SystemExit: no partial file, go on
+                raise
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             raise CheckpointWriteError(
-                f"cannot write checkpoint {path}: {error.strerror or error}"
+                f"cannot write checkpoint {path}: {first_line(str(reason))} "
+                f"({free_space(path.parent)}); the previous one, if any, is intact"
             ) from None
+
+
+def free_space(folder: Path) -> str:
+    """ "1.2 GiB free on <folder>", or why that is unknown."""
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError as error:
+        return f"free space unknown: {error.strerror or error}"
+    return f"{usage.free / 2**30:.1f} GiB free on {folder}"
+
+
+@contextmanager
+def one_process_per_folder(folder: Path, take: bool = True) -> Iterator[None]:
+    """Hold `folder`/.lock while this process trains there (`take`: DDP's rank 0 takes it for
+    its group): a second process, say a second resume of the same run, stops with one
+    ConfigError line instead of mixing its checkpoints and event files into the first's. The
+    lock is the kernel's (flock): a process that dies, even by SIGKILL, holds it no longer."""
+    if not take or fcntl is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "?"
+            raise ConfigError(
+                f"another process (pid {holder}) is training in {folder}; wait for it to end or "
+                "stop it (two runs in one folder would mix their checkpoints and logs)"
+            ) from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
 
 
 def check_fits(path: str | Path, checkpoint: dict[str, Any], model: nn.Module) -> None:

@@ -24,7 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 from zoo.errors import ConfigError, DoesNotFitError, first_line
 from zoo.lightning_private import tensorboard_file_writer
 from zoo.registry import accepted_inputs, build_model
-from zoo.run.checkpoints import AtomicCheckpointIO, checkpoint_dir, resolve_ckpt_path
+from zoo.run.checkpoints import (
+    AtomicCheckpointIO,
+    checkpoint_dir,
+    one_process_per_folder,
+    resolve_ckpt_path,
+)
 from zoo.run.cluster import slurm_requeued
 from zoo.run.folders import (
     NOT_APPLICABLE,
@@ -263,6 +268,19 @@ def train(config: DictConfig) -> dict[str, float]:
     check_fresh_folder(
         trainer, ckpt_path is not None or slurm_requeued(trainer), config.paths.output_dir
     )
+    folder = Path(config.paths.output_dir)
+    with one_process_per_folder(folder, take=trainer.is_global_zero):
+        return fit_and_test(config, datamodule, model, trainer, ckpt_path)
+
+
+def fit_and_test(
+    config: DictConfig,
+    datamodule: L.LightningDataModule,
+    model: Task,
+    trainer: L.Trainer,
+    ckpt_path: str | None,
+) -> dict[str, float]:
+    """Fit (from `ckpt_path` when resuming), test the best checkpoint, print the summary."""
     if trainer.is_global_zero:
         write_record(Path(config.paths.output_dir), config)
     start = time.perf_counter()
@@ -281,7 +299,7 @@ def train(config: DictConfig) -> dict[str, float]:
     trainer.test(
         model,
         datamodule=datamodule,
-        ckpt_path="best" if best else None,
+        ckpt_path=best or None,
         verbose=False,
         weights_only=True,
     )
