@@ -134,7 +134,7 @@ TINY = [
     "+trainer.limit_val_batches=2",
     "+trainer.limit_test_batches=2",
     "callbacks.last_checkpoint.every_n_seconds=null",
-    "~callbacks.model_graph",
+    "logger.log_graph=false",
     "threads=1",
 ]
 
