@@ -218,8 +218,9 @@ def final_metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:
 def check_fresh_folder(trainer: L.Trainer, resuming: bool, output_dir: str | Path) -> None:
     """Refuse to start a new run over an earlier run's checkpoints or in a folder holding an
     earlier run's record (resuming that run is fine): its record and every checkpoint's
-    recorded overrides would describe the other run."""
-    if resuming:
+    recorded overrides would describe the other run. Rank 0 judges: the other DDP processes
+    start later, in the folder rank 0 has already written its record to."""
+    if resuming or not trainer.is_global_zero:
         return
     folder = checkpoint_dir(trainer)
     if folder is not None and any(folder.glob("*.ckpt")):
