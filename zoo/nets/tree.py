@@ -8,12 +8,14 @@ largest level for internal nodes, -1 for padding; the root is the row with the l
 Leaves read their token's embedding; internal nodes combine their two children and ignore their
 own token. A linear head reads the root's hidden state.
 
-Level by level: all leaves of the whole batch are embedded at once, then for each level 1, 2, ...
-all nodes of that level (across the batch) gather their children's states in one index operation
-and go through the cell in one matrix product: as many steps as the deepest tree is deep, no
-Python loop over trees or nodes. `recursive_forward` is the plain reference, one node at a time by
-recursion over each tree, with the same weights (tests check they agree; bench/tree_batching.py
-times both).
+Level by level: a leaf's state depends only on its token, so the leaves read one table of every
+token's state; then for each level 1, 2, ... all nodes of that level (across the batch) gather
+their children's states in one index operation and go through the cell in one matrix product: as
+many steps as the deepest tree is deep, no Python loop over trees or nodes. Between levels only
+the states still needed are kept (nodes whose parent is at a later level), so a level costs its
+own nodes plus those, not the whole batch (data=listops also groups trees of similar depth into a
+batch). `recursive_forward` is the plain reference, one node at a time by recursion over each
+tree, with the same weights (tests check they agree; bench/tree_batching.py times both).
 
 Defaults: hidden 128 (the embedding too), no dropout; accuracies and timings: docs/experiments.md
 and bench/RESULTS.md.
