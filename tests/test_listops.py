@@ -369,3 +369,14 @@ def test_sequence_models_read_the_longest_examples_in_length_buckets(make_config
     loss = torch.nn.functional.cross_entropy(model(x), y)
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_a_loader_left_early_serves_everything_next_time():
+    data = ListOpsDataModule(distribution="easy", num_train=50, num_val=100, num_test=10)
+    data.batch_size = 16
+    data.setup()
+    loader = data.val_dataloader()
+    for i, _ in enumerate(loader):  # as Lightning's sanity check: two batches, then stop
+        if i == 1:
+            break
+    assert [len(y) for _, y in loader] == [16] * 6 + [4]

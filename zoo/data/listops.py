@@ -293,7 +293,7 @@ class BucketLoader:
         self.examples, self.targets, self.cost, self.pad = examples, targets, cost, pad
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.chunk_batches = rank, world_size, chunk_batches
-        self.epoch, self.position = 0, 0
+        self.epoch = self.serving = self.position = self.resume_at = 0
 
     def __len__(self) -> int:
         return math.ceil(len(self.examples) / self.batch_size) // self.world_size
@@ -315,18 +315,22 @@ class BucketLoader:
         return batches[self.rank : len(self) * self.world_size : self.world_size]
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
+        return {"epoch": self.serving, "position": self.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        """The next iteration serves epoch `state["epoch"]` from batch `state["position"]`."""
+        self.epoch, self.resume_at = int(state["epoch"]), int(state["position"])
+        self.serving, self.position = self.epoch, self.resume_at
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        batches = self.batches(self.epoch)
-        while self.position < len(batches):
-            index = batches[self.position]
+        # Every iteration is a new epoch from its first batch (one left early, as by a sanity
+        # check, is not continued), unless load_state_dict said where to resume.
+        epoch, self.position, self.resume_at = self.epoch, self.resume_at, 0
+        self.serving, self.epoch = epoch, epoch + 1
+        for index in self.batches(epoch)[self.position :]:
             self.position += 1
             yield self.pad([self.examples[i] for i in index.tolist()]), self.targets[index]
-        self.epoch, self.position = self.epoch + 1, 0
+        self.serving, self.position = epoch + 1, 0
 
 
 class PaddedSplits(Mapping):
