@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 import subprocess
@@ -380,3 +381,27 @@ def test_a_loader_left_early_serves_everything_next_time():
         if i == 1:
             break
     assert [len(y) for _, y in loader] == [16] * 6 + [4]
+
+
+def test_epochs_read_as_lightning_reads_them_are_all_whole():
+    """Lightning takes len(loader) batches and never asks for the end of the iterator; each
+    epoch is still whole and new, and a finished epoch's state is the next one's start."""
+    data = ListOpsDataModule(distribution="easy", num_train=100, num_val=40, num_test=10)
+    data.batch_size = 16
+    data.setup()
+    train, val = data.train_dataloader(), data.val_dataloader()
+    first = [y for _, y in itertools.islice(iter(val), 2)]  # the sanity check
+    assert len(first) == 2
+    orders = []
+    for epoch in range(4):
+        served = [y for _, y in itertools.islice(iter(train), len(train))]
+        assert len(served) == len(train) == 7
+        assert sorted(torch.cat(served).tolist()) == sorted(data.items["train"][1].tolist())
+        assert train.state_dict() == {"epoch": epoch + 1, "position": 0}
+        orders.append(torch.cat(served).tolist())
+        assert len([y for _, y in itertools.islice(iter(val), len(val))]) == len(val) == 3
+    assert len({tuple(order) for order in orders}) == 4
+    resumed = data.train_dataloader()
+    resumed.seed = train.seed
+    resumed.load_state_dict(train.state_dict())
+    assert len(list(resumed)) == 7

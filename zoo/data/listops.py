@@ -315,6 +315,10 @@ class BucketLoader:
         return batches[self.rank : len(self) * self.world_size : self.world_size]
 
     def state_dict(self) -> dict[str, int]:
+        # Lightning stops after len(self) batches without exhausting the iterator: a finished
+        # epoch is reported as the start of the next one.
+        if self.position >= len(self):
+            return {"epoch": self.serving + 1, "position": 0}
         return {"epoch": self.serving, "position": self.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
@@ -324,7 +328,8 @@ class BucketLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         # Every iteration is a new epoch from its first batch (one left early, as by a sanity
-        # check, is not continued), unless load_state_dict said where to resume.
+        # check, is not continued; Lightning never reads past the last batch, so the end of
+        # this generator may never run), unless load_state_dict said where to resume.
         epoch, self.position, self.resume_at = self.epoch, self.resume_at, 0
         self.serving, self.epoch = epoch, epoch + 1
         for index in self.batches(epoch)[self.position :]:
