@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import random
+import signal
 import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -405,3 +407,34 @@ def test_epochs_read_as_lightning_reads_them_are_all_whole():
     resumed.seed = train.seed
     resumed.load_state_dict(train.state_dict())
     assert len(list(resumed)) == 7
+
+
+def test_sigterm_while_the_data_is_generated_ends_the_run_promptly(tmp_path):
+    """Generating 300,000 distinct examples takes minutes; SIGTERM during it ends the run."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-X",
+            "importtime",  # stderr names each module as its import ends
+            str(REPO / "train.py"),
+            "model=treelstm",
+            "data=listops",
+            "data.num_train=300000",
+            "threads=1",
+            f"paths.log_dir={tmp_path}",
+            f"paths.data_dir={tmp_path}",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    for line in process.stderr:  # train.py's imports are done: configuration, then the data
+        if line.rstrip().endswith("| zoo.training"):
+            break
+    time.sleep(10)  # Hydra composes the configuration; the generator runs for minutes after
+    assert process.poll() is None
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.stderr.close()
+    assert process.wait(timeout=30) != 0
+    assert time.monotonic() - sent < 30
