@@ -438,3 +438,26 @@ def test_sigterm_while_the_data_is_generated_ends_the_run_promptly(tmp_path):
     process.stderr.close()
     assert process.wait(timeout=30) != 0
     assert time.monotonic() - sent < 30
+
+
+def test_sequence_batches_keep_to_the_token_budget_with_the_same_count_every_epoch():
+    data = ListOpsDataModule(
+        inputs="tokens", num_train=400, num_val=10, num_test=10, batch_size=16, batch_tokens=2048
+    )
+    data.setup()
+    loader = data.train_dataloader()
+    lengths = [len(ids) for ids in data.items["train"][0]]
+    assert max(lengths) > 2048  # one example over the budget comes alone
+    epochs = []
+    for _ in range(2):
+        batches = list(itertools.islice(iter(loader), len(loader)))
+        assert len(batches) == len(loader)
+        for x, y in batches:
+            assert len(y) <= 16 and (x.numel() <= 2048 or len(y) == 1)
+        served = torch.cat([y for _, y in batches])
+        assert sorted(served.tolist()) == sorted(data.items["train"][1].tolist())
+        epochs.append([y.tolist() for _, y in batches])
+    assert epochs[0] != epochs[1]
+    assert max(len(y) for _, y in batches) == 16  # short examples still in full batches
+    with pytest.raises(ValueError, match=r"data.batch_tokens must be an integer >= 1, got 0"):
+        ListOpsDataModule(batch_tokens=0)

@@ -275,6 +275,11 @@ class BucketLoader:
     shuffled. Without shuffling, batches in order of cost. Deterministic given (seed, epoch);
     `state_dict()` / `load_state_dict()` ({"epoch", "position": batches served}) resume an
     epoch where it stopped. With `world_size` > 1, each process takes every world_size-th batch.
+
+    With `max_cost` (a sequence model's tokens per batch, padding included): examples are
+    grouped instead by cost class (costs up to 2, 4, 8, ...), each class cut into batches of
+    at most `max_cost // its largest cost` (at least 1) examples, shuffled within the class;
+    long sequences come in small batches, and the count of batches is the same every epoch.
     """
 
     def __init__(
@@ -289,23 +294,44 @@ class BucketLoader:
         rank: int = 0,
         world_size: int = 1,
         chunk_batches: int = 50,
+        max_cost: int | None = None,
     ) -> None:
         self.examples, self.targets, self.cost, self.pad = examples, targets, cost, pad
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.chunk_batches = rank, world_size, chunk_batches
         self.epoch = self.serving = self.position = self.resume_at = 0
+        self.classes: list[tuple[Tensor, int]] = []  # (members, batch size) per cost class
+        if max_cost is not None:
+            level = torch.ceil(torch.log2(cost.clamp(min=1).double())).long()
+            for value in torch.unique(level).tolist():
+                members = torch.nonzero(level == value).squeeze(1)
+                members = members[torch.argsort(cost[members], stable=True)]
+                self.classes.append((members, max(1, min(batch_size, max_cost >> value))))
+        self.count = (
+            sum(math.ceil(len(m) / size) for m, size in self.classes)
+            if self.classes
+            else math.ceil(len(examples) / batch_size)
+        )
 
     def __len__(self) -> int:
-        return math.ceil(len(self.examples) / self.batch_size) // self.world_size
+        return self.count // self.world_size
 
     def batches(self, epoch: int) -> list[Tensor]:
         """The example indices of each of this process's batches in `epoch`."""
         n, size = len(self.examples), self.batch_size
-        if not self.shuffle:
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        if self.classes:
+            batches = []
+            for members, class_size in self.classes:
+                if self.shuffle:
+                    members = members[torch.randperm(len(members), generator=generator)]
+                batches += list(members.split(class_size))
+            if self.shuffle:
+                batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+        elif not self.shuffle:
             order = torch.argsort(self.cost, stable=True)
             batches = list(order.split(size))
         else:
-            generator = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(n, generator=generator)
             batches = []
             for chunk in order.split(size * self.chunk_batches):
@@ -367,6 +393,8 @@ class ListOpsDataModule(TensorDataModule):
     examples of the named `distribution` ("published" or "easy", `DISTRIBUTIONS`); `max_depth`,
     `max_args`, `max_length` and `pool` override its values. `max_depth` and `max_length` also
     bound each line of a file (lists nested deeper, or more tokens, are refused by line).
+    `batch_tokens` bounds a sequence model's batch (examples x padded length; a longer example
+    comes alone): what one step may cost in memory on the longest examples.
     """
 
     name = "listops"
@@ -386,9 +414,12 @@ class ListOpsDataModule(TensorDataModule):
         pool: int | None = None,
         val_fraction: float = 0.05,
         seed: int = 0,
+        batch_tokens: int = 32768,
         **loader_args: Any,
     ) -> None:
         super().__init__(**loader_args)
+        check_counts(batch_tokens=batch_tokens)
+        self.batch_tokens = batch_tokens
         if inputs not in self.forms:
             raise ValueError(f"data.inputs must be one of {self.forms}, got {inputs!r}")
         if distribution not in DISTRIBUTIONS:
@@ -485,6 +516,7 @@ class ListOpsDataModule(TensorDataModule):
             seed=torch.initial_seed() % 2**32,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
+            max_cost=self.batch_tokens if self.inputs == "tokens" else None,
         )
 
     @property
