@@ -461,3 +461,20 @@ def test_sequence_batches_keep_to_the_token_budget_with_the_same_count_every_epo
     assert max(len(y) for _, y in batches) == 16  # short examples still in full batches
     with pytest.raises(ValueError, match=r"data.batch_tokens must be an integer >= 1, got 0"):
         ListOpsDataModule(batch_tokens=0)
+
+
+@pytest.mark.parametrize("model", ["treelstm", "lstm"])
+def test_the_listops_experiment_sets_lr_and_clipping_for_every_model(make_config, model):
+    config = make_config(
+        "experiment=listops",
+        f"model={model}",
+        "data.distribution=easy",
+        "data.num_train=64",
+        "data.num_val=16",
+        "data.num_test=16",
+    )
+    datamodule, task, trainer = build_run(config)
+    assert datamodule.inputs == ("tree" if model == "treelstm" else "tokens")
+    (optimizer,) = task.configure_optimizers()
+    assert optimizer.param_groups[0]["lr"] == 0.003
+    assert trainer.gradient_clip_val == 1.0
