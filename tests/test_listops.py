@@ -475,6 +475,7 @@ def test_the_listops_experiment_sets_lr_and_clipping_for_every_model(make_config
     )
     datamodule, task, trainer = build_run(config)
     assert datamodule.inputs == ("tree" if model == "treelstm" else "tokens")
-    (optimizer,) = task.configure_optimizers()
-    assert optimizer.param_groups[0]["lr"] == 0.003
+    optimizers, (scheduler,) = task.configure_optimizers()
+    assert optimizers[0].param_groups[0]["lr"] == 0.003
+    assert type(scheduler["scheduler"]).__name__ == "CosineAnnealingLR"
     assert trainer.gradient_clip_val == 1.0
