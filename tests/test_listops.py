@@ -478,4 +478,4 @@ def test_the_listops_experiment_sets_lr_and_clipping_for_every_model(make_config
     optimizers, (scheduler,) = task.configure_optimizers()
     assert optimizers[0].param_groups[0]["lr"] == 0.003
     assert type(scheduler["scheduler"]).__name__ == "CosineAnnealingLR"
-    assert trainer.gradient_clip_val == 1.0
+    assert trainer.gradient_clip_val == 1.0 and trainer.max_epochs == 30
