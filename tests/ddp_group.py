@@ -24,7 +24,13 @@ REPO = Path(__file__).resolve().parent.parent
 DATA_FOR_INPUT = {
     "image": ["data=digits"],
     "tokens": ["data=text", "data.max_chars=60000", "data.steps_per_epoch=4", "data.block_size=32"],
-    "tree": ["data=listops", "data.num_train=256", "data.num_val=64", "data.num_test=64"],
+    "tree": [
+        "data=listops",
+        "data.distribution=easy",
+        "data.num_train=256",
+        "data.num_val=64",
+        "data.num_test=64",
+    ],
 }
 TINY_RUN = [
     "trainer=ddp",

@@ -8,12 +8,14 @@ largest level for internal nodes, -1 for padding; the root is the row with the l
 Leaves read their token's embedding; internal nodes combine their two children and ignore their
 own token. A linear head reads the root's hidden state.
 
-Level by level: all leaves of the whole batch are embedded at once, then for each level 1, 2, ...
-all nodes of that level (across the batch) gather their children's states in one index operation
-and go through the cell in one matrix product: as many steps as the deepest tree is deep, no
-Python loop over trees or nodes. `recursive_forward` is the plain reference, one node at a time by
-recursion over each tree, with the same weights (tests check they agree; bench/tree_batching.py
-times both).
+Level by level: a leaf's state depends only on its token, so the leaves read one table of every
+token's state; then for each level 1, 2, ... all nodes of that level (across the batch) gather
+their children's states in one index operation and go through the cell in one matrix product: as
+many steps as the deepest tree is deep, no Python loop over trees or nodes. Between levels only
+the states still needed are kept (nodes whose parent is at a later level), so a level costs its
+own nodes plus those, not the whole batch (data=listops also groups trees of similar depth into a
+batch). `recursive_forward` is the plain reference, one node at a time by recursion over each
+tree, with the same weights (tests check they agree; bench/tree_batching.py times both).
 
 Defaults: hidden 128 (the embedding too), no dropout; accuracies and timings: docs/experiments.md
 and bench/RESULTS.md.
@@ -77,23 +79,56 @@ class TreeNet(nn.Module):
                 f"[token, left, right, level], got shape {tuple(x.shape)}"
             )
         batch, nodes, _ = x.shape
-        tokens, left, right, level = x.reshape(batch * nodes, 4).unbind(1)
-        # Rows sorted by level: padding, leaves, level 1, 2, ... (one host sync for the counts).
-        order = torch.argsort(level, stable=True)
-        padding, *counts = torch.bincount(level + 1, minlength=2).tolist()
-        # Every real node's place in `states`, which holds the leaves' states then each level's.
-        place = torch.empty_like(order)
-        place[order] = torch.arange(-padding, batch * nodes - padding, device=x.device)
-        offset = torch.arange(batch, device=x.device).repeat_interleave(nodes) * nodes
-        # Children's places (meaningful for internal nodes only), (rows, 2): one gather per level.
-        children = place[(torch.stack([left, right], 1) + offset[:, None]).clamp(min=0)]
-        leaves, *levels = order[padding:].split(counts)
-        states = self.leaf(tokens[leaves])
-        for rows in levels:  # the whole level at once; new states go at the end (no in-place)
-            states = torch.cat([states, self.combine(states[children[rows]])])
-        roots = level.view(batch, nodes).argmax(1) + torch.arange(batch, device=x.device) * nodes
-        roots = place[roots]
-        return self.head(self.hidden(states[roots]))
+        device = x.device
+        tokens, left, right, level = x.reshape(batch * nodes, 4).long().unbind(1)
+        offset = torch.arange(batch, device=device).repeat_interleave(nodes) * nodes
+        roots = level.view(batch, nodes).argmax(1) + torch.arange(batch, device=device) * nodes
+        # A leaf's state depends on its token only: one table row per token.
+        table = self.leaf(torch.arange(self.embedding.num_embeddings, device=device))
+        # Internal nodes sorted by level; each one's children as (internal index | leaf token).
+        internal = torch.nonzero(level > 0).squeeze(1)
+        internal = internal[torch.argsort(level[internal], stable=True)]
+        counts = torch.bincount(level[internal], minlength=1).tolist()[1:]  # one host sync
+        inode = torch.full_like(level, -1)
+        inode[internal] = torch.arange(len(internal), device=device)
+        children = torch.stack([left[internal], right[internal]], 1) + offset[internal, None]
+        child_node = inode[children]  # (M, 2): internal index, or -1 for a leaf child
+        child_token = tokens[children]
+        # Each internal node is needed up to its parent's level (roots: to the end).
+        last = len(counts) + 1
+        needed_until = torch.full((len(internal),), last, device=device)
+        node_level = level[internal]
+        inner = child_node >= 0
+        needed_until[child_node[inner]] = node_level[:, None].expand(-1, 2)[inner]
+        # Level by level, the states of only the internal nodes still needed ("live"): each
+        # level gathers its children from [live; the last level's new states; the token table],
+        # so a level costs its own size plus the live nodes', not the whole batch's.
+        live_ids = internal.new_empty(0)
+        live = table.new_empty(0, table.shape[1])
+        new_ids, new = live_ids, live
+        start = 0
+        for k, count in enumerate(counts, 1):
+            ids = torch.arange(start, start + count, device=device)
+            start += count
+            source_ids = torch.cat([live_ids, new_ids])
+            source = torch.cat([live, new, table])
+            position = torch.full((len(internal),), -1, device=device)
+            position[source_ids] = torch.arange(len(source_ids), device=device)
+            index = torch.where(
+                child_node[ids] >= 0, position[child_node[ids]], len(source_ids) + child_token[ids]
+            )
+            new_ids, new = ids, self.combine(source[index])
+            keep = torch.nonzero(needed_until[source_ids] > k).squeeze(1)
+            live_ids, live = source_ids[keep], source[keep]
+        source_ids = torch.cat([live_ids, new_ids])
+        source = torch.cat([live, new, table])
+        position = torch.full((len(internal),), -1, device=device)
+        position[source_ids] = torch.arange(len(source_ids), device=device)
+        root_node = inode[roots]
+        index = torch.where(
+            root_node >= 0, position[root_node], len(source_ids) + tokens[roots]
+        )
+        return self.head(self.hidden(source[index]))
 
 
 class TreeRNN(TreeNet):
