@@ -274,7 +274,9 @@ class BucketLoader:
     `chunk_batches` batches, each chunk sorted by cost and cut into batches, and the batches
     shuffled. Without shuffling, batches in order of cost. Deterministic given (seed, epoch);
     `state_dict()` / `load_state_dict()` ({"epoch", "position": batches served}) resume an
-    epoch where it stopped. With `world_size` > 1, each process takes every world_size-th batch.
+    epoch where it stopped. With `world_size` > 1, each process takes every world_size-th batch
+    (the first batches again where the count does not divide, as torch's DistributedSampler
+    pads).
 
     With `max_cost` (a sequence model's tokens per batch, padding included): examples are
     grouped instead by cost class (costs up to 2, 4, 8, ...), each class cut into batches of
@@ -314,7 +316,7 @@ class BucketLoader:
         )
 
     def __len__(self) -> int:
-        return self.count // self.world_size
+        return math.ceil(self.count / self.world_size)  # the same count in every process
 
     def batches(self, epoch: int) -> list[Tensor]:
         """The example indices of each of this process's batches in `epoch`."""
@@ -338,7 +340,9 @@ class BucketLoader:
                 chunk = chunk[torch.argsort(self.cost[chunk], stable=True)]
                 batches += list(chunk.split(size))
             batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
-        return batches[self.rank : len(self) * self.world_size : self.world_size]
+        total = len(self) * self.world_size  # like DistributedSampler: the first batches again
+        batches = (batches * math.ceil(total / max(len(batches), 1)))[:total]
+        return batches[self.rank : total : self.world_size]
 
     def state_dict(self) -> dict[str, int]:
         # Lightning stops after len(self) batches without exhausting the iterator: a finished
