@@ -430,7 +430,7 @@ def test_sigterm_while_the_data_is_generated_ends_the_run_promptly(tmp_path):
         text=True,
     )
     for line in process.stderr:  # train.py's imports are done: configuration, then the data
-        if line.rstrip().endswith("| zoo.run.training"):
+        if line.rstrip().endswith(" zoo.run.training"):  # importtime indents nested imports
             break
     time.sleep(10)  # Hydra composes the configuration; the generator runs for minutes after
     assert process.poll() is None
