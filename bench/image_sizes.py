@@ -31,8 +31,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from zoo.registry import CONFIG_DIR
+from zoo.run.resolvers import register
 from zoo.run.training import train
 
+register()  # conf/'s resolvers, as `zoo train` registers them
 
 def digits_at(size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """The digits as uint8 images (N, channels, size, size), upscaled from 8x8."""

@@ -28,7 +28,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from zoo.registry import CONFIG_DIR
+from zoo.run.resolvers import register
 from zoo.run.training import build_run, cpu_threads
+
+register()  # conf/'s resolvers, as `zoo train` registers them
 
 CASES = {
     "cnn on digits, 20 epochs": ["model=cnn", "trainer.max_epochs=20"],

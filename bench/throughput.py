@@ -46,9 +46,12 @@ from zoo.data import InMemoryLoader, TensorDataModule
 from zoo.data.text import RandomWindows, TextDataModule, windows
 from zoo.nets.autoencoder import gaussian_kl, reparameterise
 from zoo.registry import CONFIG_DIR, accepted_inputs, build_model
+from zoo.run.resolvers import register
 from zoo.run.training import build_run
 from zoo.tasks import Adversarial, Reconstruction
 from zoo.tasks.base import uses_channels_last
+
+register()  # conf/'s resolvers, as `zoo train` registers them
 
 FID_CACHE = tempfile.mkdtemp(prefix="zoo-bench-fid-")
 
