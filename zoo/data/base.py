@@ -35,19 +35,12 @@ class EpochSampler:
         self.epoch = epoch
 
 
-class ResumableLoader:
-    """Lightning's stateful-loader protocol for loaders whose epoch `e` is a function of (seed,
-    e): `state_dict()` is {"epoch": e, "position": batches served in e}; after
-    `load_state_dict`, the first pass over that same epoch starts at that position, so a run
-    resumed mid-epoch sees the batches the uninterrupted run saw. Checkpoints taken at an
-    epoch's end resume with the next epoch from its start (Lightning sets it)."""
+class ResumePosition:
+    """Lightning's stateful-loader protocol over `self.sampler.epoch` and the batches served in
+    it: {"epoch", "position"}; `start()` begins a pass where a resume left off."""
 
-    batch_sampler = None  # (what Lightning reads next to `sampler`)
-
-    def __init__(self) -> None:
-        self.sampler = EpochSampler()
-        self.position = 0
-        self.resume_at: tuple[int, int] | None = None
+    position = 0
+    resume_at: tuple[int, int] | None = None
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.sampler.epoch, "position": self.position}
@@ -60,6 +53,19 @@ class ResumableLoader:
         resume, self.resume_at = self.resume_at, None
         self.position = resume[1] if resume is not None and resume[0] == self.sampler.epoch else 0
         return self.position
+
+
+class ResumableLoader(ResumePosition):
+    """Lightning's stateful-loader protocol for loaders whose epoch `e` is a function of (seed,
+    e): `state_dict()` is {"epoch": e, "position": batches served in e}; after
+    `load_state_dict`, the first pass over that same epoch starts at that position, so a run
+    resumed mid-epoch sees the batches the uninterrupted run saw. Checkpoints taken at an
+    epoch's end resume with the next epoch from its start (Lightning sets it)."""
+
+    batch_sampler = None  # (what Lightning reads next to `sampler`)
+
+    def __init__(self) -> None:
+        self.sampler = EpochSampler()
 
     def served(self, batches: int, total: int) -> None:
         """Count `batches` of this epoch's `total` as served; after all, move on to the next
@@ -145,25 +151,13 @@ class ShardSampler(DistributedSampler):
         return iter(indices)
 
 
-class ResumableDataLoader(DataLoader):
+class ResumableDataLoader(ResumePosition, DataLoader):
     """A torch DataLoader over a ShardSampler, resumable mid-epoch like ResumableLoader
     ({"epoch", "position"}: the batches it handed out, whatever its workers prefetched)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.position = 0
-        self.resume_at: tuple[int, int] | None = None
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.sampler.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.resume_at = (int(state["epoch"]), int(state["position"]))
-
     def __iter__(self) -> Iterator[Any]:
-        resume, self.resume_at = self.resume_at, None
         epoch = self.sampler.epoch
-        self.position = resume[1] if resume is not None and resume[0] == epoch else 0
+        self.start()
         self.sampler.skip = self.position * self.batch_size
         for batch in super().__iter__():
             self.position += 1
