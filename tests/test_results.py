@@ -193,6 +193,17 @@ def test_points_choose_model_and_data_and_carry_the_profiles_overrides(tmp_path,
     assert config.data.num_train == 1000
 
 
+def test_a_pairs_overrides_reach_that_point_only(tmp_path, make_config):
+    suite = load_suite("full")
+    assert suite.pairs["gpt-listops"], "the full profile caps the GPT on ListOps"
+    write_points(tmp_path / "suite", [("gpt", "listops"), ("gpt", "text")], suite)
+    searchpath = f"hydra.searchpath=[file://{tmp_path / 'suite'}]"
+    capped = make_config(searchpath, "+point=gpt-listops")
+    default = make_config(searchpath, "+point=gpt-text")
+    assert (capped.model.width, capped.model.depth, capped.trainer.max_epochs) == (64, 2, 4)
+    assert (default.model.width, default.trainer.max_epochs) == (128, 20)
+
+
 def test_bad_options_are_one_error_line(capsys):
     assert main(["profile=nope"]) == 2
     assert main(["models=nope"]) == 2

@@ -197,6 +197,16 @@ def write_results(
         ),
         f"Machine: {machine()}. Versions: {versions()}.",
         (
+            "Each point is `python train.py model=<model> data=<data> seed=<seed>` with "
+            + ", ".join(f"`{item}`" for item in suite.overrides)
+            + "".join(
+                f"; {group} {key}: " + ", ".join(f"`{item}`" for item in items)
+                for group in ("data", "model", "pairs")
+                for key, items in suite[group].items()
+            )
+            + "."
+        ),
+        (
             "Each row: mean ± sample standard deviation over its seeds of the test metrics (of"
             " the best checkpoint), parameters, fit seconds and training samples/s; baselines"
             " (italic) are computed on the same splits by zoo.metrics.baselines."

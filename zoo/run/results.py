@@ -57,7 +57,7 @@ def load_suite(profile: str, directory: Path = SUITE_DIR) -> DictConfig:
         raise ValueError(f"unknown profile {profile!r}; profiles: {', '.join(known)}")
     base, chosen = OmegaConf.load(directory / "suite.yaml"), OmegaConf.load(path)
     overrides = [*base.get("overrides", []), *chosen.get("overrides", [])]
-    suite = OmegaConf.merge({"data": {}, "model": {}, "published": {}}, base, chosen)
+    suite = OmegaConf.merge({"data": {}, "model": {}, "pairs": {}, "published": {}}, base, chosen)
     suite.overrides = overrides
     return suite
 
@@ -95,6 +95,16 @@ def point_name(model: str, dataset: str) -> str:
     return f"{model}-{dataset}"
 
 
+def point_overrides(suite: DictConfig, model: str, dataset: str) -> list[str]:
+    """What the profile adds to one point's default command: its dataset's, its model's and
+    that pair's (`pairs: {gpt-listops: [...]}`) overrides, in that order."""
+    return [
+        *suite.data.get(dataset, []),
+        *suite.model.get(model, []),
+        *suite.pairs.get(point_name(model, dataset), []),
+    ]
+
+
 def write_points(folder: Path, pairs: list[tuple[str, str]], suite: DictConfig) -> list[str]:
     """One config per pair in `folder`/point/ (a Hydra config group: `+point=cnn-digits`):
     it chooses the model and data and adds the profile's overrides for them."""
@@ -102,15 +112,13 @@ def write_points(folder: Path, pairs: list[tuple[str, str]], suite: DictConfig) 
     group.mkdir(parents=True, exist_ok=True)
     names = []
     for model, dataset in pairs:
-        dotlist = [
-            item.lstrip("+") for item in [*suite.data.get(dataset, []), *suite.model.get(model, [])]
-        ]
+        name = point_name(model, dataset)
+        dotlist = [item.lstrip("+") for item in point_overrides(suite, model, dataset)]
         values = OmegaConf.to_container(OmegaConf.from_dotlist(dotlist))
         text = "# @package _global_\n" + yaml.safe_dump(
             {"defaults": [{"override /model": model}, {"override /data": dataset}], **values},
             sort_keys=False,
         )
-        name = point_name(model, dataset)
         (group / f"{name}.yaml").write_text(text)
         names.append(name)
     return names
