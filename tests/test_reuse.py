@@ -1,5 +1,5 @@
-"""The README's "Use in your own project" examples run outside the repo, zoo installed as a
-wheel."""
+"""The site's "Use in your own project" examples (docs/reuse.md) run outside the repo, zoo
+installed as a wheel."""
 
 from __future__ import annotations
 
@@ -13,16 +13,15 @@ import pytest
 from conftest import REPO
 
 
-def readme_examples() -> list[str]:
-    section = (
-        (REPO / "README.md").read_text().split("## Use in your own project")[1].split("\n## ")[0]
-    )
+def site_examples() -> list[str]:
+    page = (REPO / "docs" / "reuse.md").read_text()
+    section = page.split("## Use in your own project")[1].split("\n## ")[0]
     return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
 
 
 @pytest.mark.slow
-def test_readme_reuse_examples_run_from_an_installed_wheel(tmp_path):
-    examples = readme_examples()
+def test_site_reuse_examples_run_from_an_installed_wheel(tmp_path):
+    examples = site_examples()
     assert len(examples) == 2
     source = tmp_path / "source"  # build from a copy: no build/ or egg-info left in the repo
     shutil.copytree(REPO / "zoo", source / "zoo", ignore=shutil.ignore_patterns("__pycache__"))
