@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -241,6 +242,7 @@ def test_quick_profile_writes_the_table_and_the_same_seeds_give_the_same_numbers
     (runs,) = (tmp_path / "logs" / "results").glob("quick_*/runs")
     assert main(["profile=quick", f"runs={runs}", f"out={tmp_path / 'table'}"]) == 0  # no training
     assert (tmp_path / "table" / "results.csv").read_text() == (out / "results.csv").read_text()
+    assert re.search(r"whose runs took \d+", (tmp_path / "table" / "results.md").read_text())
     again = tmp_path / "again"
     assert main([*common, "models=neuron", "datasets=iris", f"out={again}"]) == 0
     with (again / "results.csv").open() as handle:

@@ -192,7 +192,11 @@ def write_results(
         (
             f"Written by `zoo results profile={profile} seeds={seeds}` on "
             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
-            + (f"in {duration(seconds)} " if seconds is not None else f"from {sweep} ")
+            + (
+                f"in {duration(seconds)} "
+                if seconds is not None
+                else f"from {sweep}, whose runs took {duration(runs_span(sweep))} "
+            )
             + f"({len(runs)} runs)."
         ),
         f"Machine: {machine()}. Versions: {versions()}.",
@@ -227,6 +231,14 @@ def write_results(
     took = f" ({duration(seconds)})" if seconds is not None else ""
     print(f"results: {out / 'results.md'}, {out / 'results.csv'}{took}")
     return 1 if failed else 0
+
+
+def runs_span(sweep: Path) -> float:
+    """Seconds from the first run's start to the last one's end: the oldest TensorBoard event
+    file's creation time (in its name) to the newest one's last write."""
+    events = list(sweep.rglob("events.out.tfevents.*"))
+    start = min(float(path.name.split(".")[3]) for path in events)
+    return max(path.stat().st_mtime for path in events) - start
 
 
 def main(argv: list[str] | None = None) -> int:
