@@ -8,9 +8,10 @@ nanoGPT is not a dependency of the zoo: bring a checkout of github.com/karpathy/
 (`--nanogpt`). The shape is nanoGPT's CPU quick start (README: 4 layers, 4 heads, 128 wide,
 block 64, batch 12, dropout 0, no compile) for `--steps` optimizer steps, and the zoo runs with
 nanoGPT's optimizer and schedule (NANOGPT_OPTIMIZER below: zoo overrides, not zoo defaults).
-Both train on the same characters: the zoo's default corpus (Python's own sources) cut to `--chars` characters, split by
-the zoo's TextDataModule; nanoGPT gets the zoo's train split as train.bin and its validation split
-as val.bin, in the zoo's vocabulary (its own prepare.py does the same for Shakespeare).
+Both train on the same characters: the zoo's default corpus (Python's own sources) cut to
+`--chars` characters, split by the zoo's TextDataModule; nanoGPT gets the zoo's train split as
+train.bin and its validation split as val.bin, in the zoo's vocabulary (its own prepare.py does
+the same for Shakespeare).
 
 Each pair runs both as separate processes (one torch thread each, `OMP_NUM_THREADS=1`), in
 alternating order, and records: the whole process's wall time and CPU time (the steadier figure
