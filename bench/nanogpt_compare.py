@@ -2,13 +2,16 @@
 
     python bench/nanogpt_compare.py --nanogpt /tmp/nanogpt --pairs 3
     python bench/nanogpt_compare.py --nanogpt /tmp/nanogpt --pairs 3 --compile   # + model.compile
+    python bench/nanogpt_compare.py --nanogpt /tmp/nanogpt --pairs 3 --fused     # + fused AdamW
 
 nanoGPT is not a dependency of the zoo: bring a checkout of github.com/karpathy/nanoGPT
 (`--nanogpt`). The shape is nanoGPT's CPU quick start (README: 4 layers, 4 heads, 128 wide,
-block 64, batch 12, dropout 0, no compile) for `--steps` optimizer steps. Both train on the same
-characters: the zoo's default corpus (Python's own sources) cut to `--chars` characters, split by
-the zoo's TextDataModule; nanoGPT gets the zoo's train split as train.bin and its validation split
-as val.bin, in the zoo's vocabulary (its own prepare.py does the same for Shakespeare).
+block 64, batch 12, dropout 0, no compile) for `--steps` optimizer steps, and the zoo runs with
+nanoGPT's optimizer and schedule (NANOGPT_OPTIMIZER below: zoo overrides, not zoo defaults).
+Both train on the same characters: the zoo's default corpus (Python's own sources) cut to
+`--chars` characters, split by the zoo's TextDataModule; nanoGPT gets the zoo's train split as
+train.bin and its validation split as val.bin, in the zoo's vocabulary (its own prepare.py does
+the same for Shakespeare).
 
 Each pair runs both as separate processes (one torch thread each, `OMP_NUM_THREADS=1`), in
 alternating order, and records: the whole process's wall time and CPU time (the steadier figure
@@ -44,6 +47,16 @@ from zoo.data.text import TextDataModule, stdlib_corpus
 
 LINES = re.MULTILINE
 SHAPE = {"layers": 4, "heads": 4, "width": 128, "block": 64, "batch": 12}
+# nanoGPT's optimizer in config/train_shakespeare_char.py and train.py, as zoo overrides: AdamW
+# (betas 0.9 / 0.99, weight decay 0.1), lr 1e-3 warmed up over 100 steps then decayed on a
+# cosine to 1e-4 at the last step (OneCycleLR: conf/scheduler/onecycle.yaml), gradients clipped
+# to norm 1. (nanoGPT warms up linearly and decays no 1-D tensors; the zoo's OneCycleLR warms up
+# on a cosine and AdamW decays every tensor: the LayerNorm weights, 4 x 128 x 2 + 128 numbers.)
+WARMUP_STEPS = 100
+NANOGPT_OPTIMIZER = [
+    "optimizer=adamw", "optimizer.lr=1e-3", "optimizer.betas=[0.9,0.99]",
+    "optimizer.weight_decay=0.1", "scheduler=onecycle", "trainer.gradient_clip_val=1.0",
+]  # fmt: skip
 
 
 def prepare(folder: Path, chars: int) -> Path:
@@ -110,7 +123,7 @@ def run_nanogpt(nanogpt: Path, data: Path, out: Path, steps: int) -> dict[str, f
     }
 
 
-def run_zoo(text: Path, logs: Path, steps: int, compile: bool) -> dict[str, float]:
+def run_zoo(text: Path, logs: Path, steps: int, extra: list[str]) -> dict[str, float]:
     """`python train.py model=gpt data=text` on the same text and shape, `steps` steps."""
     command = [
         sys.executable, "train.py", "model=gpt", "data=text", f"data.path={text}",
@@ -118,7 +131,8 @@ def run_zoo(text: Path, logs: Path, steps: int, compile: bool) -> dict[str, floa
         f"data.steps_per_epoch={steps}", "trainer.max_epochs=1",
         f"model.depth={SHAPE['layers']}", f"model.heads={SHAPE['heads']}",
         f"model.width={SHAPE['width']}", "model.dropout=0", "threads=1",
-        f"model.compile={str(compile).lower()}", f"paths.log_dir={logs}",
+        f"paths.log_dir={logs}", *NANOGPT_OPTIMIZER, f"scheduler.pct_start={WARMUP_STEPS / steps}",
+        *extra,
     ]  # fmt: skip
     seconds, cpu, output = timed(command, ROOT)
     fit = float(re.search(r"fit ([\d.]+) s", output).group(1))
@@ -147,12 +161,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per run")
     parser.add_argument("--chars", type=int, default=86_000, help="characters of text")
     parser.add_argument("--compile", action="store_true", help="also the zoo with compile")
+    parser.add_argument("--fused", action="store_true", help="also the zoo with fused AdamW")
     args = parser.parse_args()
     if not (args.nanogpt / "train.py").is_file() or not (args.nanogpt / "model.py").is_file():
         sys.exit(f"error: {args.nanogpt} is not a nanoGPT checkout (no train.py / model.py)")
     work = Path(tempfile.mkdtemp(prefix="zoo-nanogpt-"))
     text = prepare(work, args.chars)
-    variants = ["zoo"] + (["zoo compile"] if args.compile else [])
+    extras = {"zoo": []}
+    if args.fused:
+        extras["zoo fused"] = ["+optimizer.fused=true"]
+    if args.compile:
+        extras["zoo compile"] = ["model.compile=true"]
+    variants = list(extras)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in ["nanoGPT", *variants]}
     load = []
     for pair in range(args.pairs):
@@ -163,7 +183,7 @@ def main() -> None:
                 result = run_nanogpt(args.nanogpt, work, work / f"out{pair}", args.steps)
             else:
                 logs = work / f"logs-{name.replace(' ', '-')}-{pair}"
-                result = run_zoo(text, logs, args.steps, compile=name != "zoo")
+                result = run_zoo(text, logs, args.steps, extras[name])
             results[name].append(result)
             values = ", ".join(f"{k} {v:.3f}" for k, v in result.items())
             print(f"pair {pair + 1} {name}: {values}", flush=True)
@@ -187,7 +207,8 @@ def report(args: argparse.Namespace, results: dict, load: list[float]) -> None:
     )
     print(
         f"- `python bench/nanogpt_compare.py --nanogpt <checkout> --pairs {args.pairs}"
-        f"{' --compile' if args.compile else ''}`: {args.steps} steps, {args.chars:,} characters"
+        f"{' --fused' if args.fused else ''}{' --compile' if args.compile else ''}`: "
+        f"{args.steps} steps, {args.chars:,} characters"
     )
     print(
         "\n| run | whole process s (each) | median | x nanoGPT | training tokens/s (median) "

@@ -114,6 +114,22 @@ def test_overrides_train(make_config, overrides):
     assert train(config)["test/acc"] > 0
 
 
+def test_onecycle_warms_up_then_decays_over_the_whole_run(make_config):
+    config = make_config(
+        "optimizer=adamw", "optimizer.lr=0.01", "scheduler=onecycle", "trainer.max_epochs=2"
+    )
+    datamodule, model, trainer = build_run(config)
+    seen = []
+    rate = lambda *args: seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+    model.on_train_batch_start = rate
+    trainer.fit(model, datamodule=datamodule)
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.total_steps == trainer.global_step == len(seen) > 10  # null: the run's steps
+    peak = seen.index(max(seen))
+    assert max(seen) == pytest.approx(0.01, rel=0.01) and 0 < peak < len(seen) - 1
+    assert seen[0] == pytest.approx(0.01 / 25) and seen[-1] < 0.0011  # down to a tenth of lr
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

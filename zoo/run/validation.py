@@ -188,10 +188,12 @@ def check_scheduler(scheduler: dict[str, Any], optimizer: DictConfig) -> None:
     some options (ReduceLROnPlateau factor >= 1) only when built, others (T_max=0) only when
     stepped."""
     from zoo.tasks.base import SCHEDULER_KEYS, SCHEDULERS, config_class
+    from zoo.tasks.configs import RUN_STEPS_KEYS
 
     try:
         cls = config_class(scheduler, SCHEDULERS, "scheduler")
         options = {k: v for k, v in scheduler.items() if k not in (*SCHEDULER_KEYS, "_target_")}
+        options |= {k: 100 for k in RUN_STEPS_KEYS if k in options and options[k] is None}
         lr = OmegaConf.select(optimizer, "lr") or 1e-3
         probe = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
         built = cls(probe, **options)

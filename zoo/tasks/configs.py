@@ -19,6 +19,8 @@ from zoo.errors import CheckpointError
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 SCHEDULER_KEYS = ("interval", "monitor")  # Lightning's scheduler options, not the scheduler's
+# Scheduler options that null sets to the run's optimizer steps (OneCycleLR's total_steps).
+RUN_STEPS_KEYS = ("total_steps",)
 SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 # The checkpoint `Task.load_from_checkpoint` is rebuilding a task from, while it does.
 LOADING: ContextVar[str | None] = ContextVar("zoo_loading_checkpoint", default=None)

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from zoo.errors import CheckpointError, ConfigError
-from zoo.tasks.configs import SCHEDULER_KEYS
+from zoo.tasks.configs import RUN_STEPS_KEYS, SCHEDULER_KEYS
 
 
 class Optimizers(L.LightningModule):
@@ -50,6 +50,9 @@ class Optimizers(L.LightningModule):
         if not self.scheduler_config:
             return optimizers
         config = {k: v for k, v in self.scheduler_config.items() if k not in SCHEDULER_KEYS}
+        for key in RUN_STEPS_KEYS:  # null: the whole run's optimizer steps
+            if key in config and config[key] is None:
+                config[key] = self.trainer.estimated_stepping_batches
         schedulers = [
             {
                 "scheduler": instantiate(config, optimizer=optimizer),
