@@ -217,7 +217,9 @@ def test_readme_scores_are_the_results_tables():
     missing = [n for n in readme_scores() if n not in results.replace(",", "")]
     assert not missing, f"README scores not in docs/results.md: {missing}"
     # Each score is its own row's bold headline: `<!-- result:cnn-digits --> 0.98 ± 0.01 (...)`.
-    for model, data, score in re.findall(r"<!-- result:(\w+)-(\w+) -->([^(|]*)", README.read_text()):
+    marked = re.findall(r"<!-- result:(\w+)-(\w+) -->([^(|]*)", README.read_text())
+    assert marked, "no <!-- result:MODEL-DATA --> scores in the README"
+    for model, data, score in marked:
         rows = [line for line in results.splitlines() if line.startswith(f"| {model} | {data} |")]
         assert rows, f"no {model} on {data} row in docs/results.md"
-        assert f"**{score.strip()}**" in rows[0], f"{model}-{data}: {score.strip()} is not its row's"
+        assert f"**{score.strip()}**" in rows[0], f"{model}-{data}: {score.strip()} is not its row"

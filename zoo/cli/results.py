@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 
 from zoo.registry import list_models
 from zoo.run.folders import RUN_ID, project_root, sweep_summary
+from zoo.run.resolvers import register
 from zoo.run.results import (
     aggregate,
     baselines_for,
@@ -106,6 +107,7 @@ def versions() -> str:
 
 def results(argv: list[str]) -> int:
     """Run the suite, then aggregate it; the exit status says whether every point ran."""
+    register()  # the recorded configs' ${project_root:}, ${run_id:}, ...
     options, passed = parse(argv)
     profile = options["profile"]
     suite = load_suite(profile)
