@@ -80,6 +80,40 @@ def test_compile_option_compiles_every_network_in_place_keeping_parameter_names(
     assert list(model.state_dict()) == names and not model.channels_last  # CPU: no channels-last
 
 
+class TracedCalls(torch.nn.Module):
+    """Records, per call, whether torch.compile traced it (a compiled call) or not (eager)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.traced: list[bool] = []
+        self.linear = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.traced.append(torch.compiler.is_compiling())
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("compile", [True, False])
+def test_compiled_tasks_validate_and_test_eagerly(compile):
+    """compile=True: validation and test run eagerly (no graphs of their own for a few batches),
+    training compiled again after them; compile=False leaves a user's own compiled code alone."""
+    task = build("mlp", compile=compile)
+    net = torch.compile(TracedCalls(), backend="eager")  # dynamo's tracing, without inductor
+    x = torch.randn(3, 4)
+    for start, end in [
+        (task.on_validation_start, lambda: task.evaluate_eagerly(False)),
+        (task.on_test_start, task.on_test_end),
+    ]:
+        net(x)
+        start()
+        net(x)
+        end()
+        net(x)
+    # Before, during and after validation, then the same around test.
+    assert net.traced == [True, not compile, True] * 2
+    torch.compiler.reset()
+
+
 def test_channels_last_steps_match_contiguous_ones():
     """What CUDA runs for conv nets (channels-last weights and inputs) gives the same loss and
     gradients as the contiguous layout; checked on the CPU, where CI can run it."""

@@ -210,8 +210,25 @@ class Task(EpochLogging, Optimizers):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # --- hooks -----------------------------------------------------------------------------
+    # With `compile=True`, validation and test run eagerly: a compiled graph pays for itself
+    # over many identical training steps, while each evaluation (no grad, inference mode, a
+    # last batch of another size) would compile graphs of its own for a few batches.
+    def on_validation_start(self) -> None:
+        self.evaluate_eagerly(True)
+
     def on_validation_end(self) -> None:
+        self.evaluate_eagerly(False)
         self.check_scheduler_monitor()
+
+    def on_test_start(self) -> None:
+        self.evaluate_eagerly(True)
+
+    def on_test_end(self) -> None:
+        self.evaluate_eagerly(False)
+
+    def evaluate_eagerly(self, eager: bool) -> None:
+        if self.compile_networks:
+            torch.compiler.set_stance("force_eager" if eager else "default")
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch("train")
