@@ -130,6 +130,13 @@ def test_onecycle_warms_up_then_decays_over_the_whole_run(make_config):
     assert seen[0] == pytest.approx(0.01 / 25) and seen[-1] < 0.0011  # down to a tenth of lr
 
 
+def test_onecycle_over_an_endless_run_is_one_error_before_training(make_config, tmp_path):
+    config = make_config("scheduler=onecycle", "trainer.max_epochs=-1")
+    with pytest.raises(ConfigError, match="scheduler.total_steps=null needs a run of known length"):
+        train(config)
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

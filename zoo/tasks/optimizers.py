@@ -3,6 +3,7 @@ the learning rates a resume may change."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import lightning as L
@@ -52,7 +53,13 @@ class Optimizers(L.LightningModule):
         config = {k: v for k, v in self.scheduler_config.items() if k not in SCHEDULER_KEYS}
         for key in RUN_STEPS_KEYS:  # null: the whole run's optimizer steps
             if key in config and config[key] is None:
-                config[key] = self.trainer.estimated_stepping_batches
+                steps = self.trainer.estimated_stepping_batches
+                if not math.isfinite(steps):
+                    raise ConfigError(
+                        f"scheduler.{key}=null needs a run of known length: set "
+                        f"trainer.max_epochs or trainer.max_steps, or scheduler.{key}"
+                    )
+                config[key] = int(steps)
         schedulers = [
             {
                 "scheduler": instantiate(config, optimizer=optimizer),
