@@ -31,7 +31,7 @@ def accuracy_on(examples: list, run: Path) -> float:
     from zoo.data.listops import ListOpsDataModule
 
     config = OmegaConf.load(run / ".hydra" / "config.yaml")
-    (best,) = sorted((run / "checkpoints").glob("best-*.ckpt"))[-1:]
+    best = max((run / "checkpoints").glob("best-*.ckpt"), key=lambda path: path.stat().st_mtime)
     task = zoo.load(str(best))
     data = ListOpsDataModule(data_dir=tempfile.mkdtemp(), batch_size=config.data.batch_size)
     data.use("tree" if "tree" in task.net.accepts else "tokens")
