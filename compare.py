@@ -1,8 +1,6 @@
 """`zoo compare` from a checkout: tables and curves of every finished run."""
 
-import sys
-
-from zoo.cli.compare import main
+from zoo.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run("compare")

@@ -1,8 +1,6 @@
 """`zoo predict` from a checkout: a classifier's predictions as CSV."""
 
-import sys
-
-from zoo.cli.predict import main
+from zoo.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run("predict")

@@ -1,6 +1,6 @@
 """`zoo train` from a checkout: `python train.py model=cnn`, `-m model=mlp,cnn`."""
 
-from zoo.cli.train import main
+from zoo.cli import run
 
 if __name__ == "__main__":
-    main()
+    run("train")

@@ -4,12 +4,13 @@
     python bench/fixed_costs.py --repeats 5 -- model=cnn data=digits trainer.max_epochs=3
 
 Start-up imports: train.py's imports against what a plain PyTorch loop imports (torch, numpy and
-an optimizer, which loads torch._dynamo), each in a fresh process, alternating. The rest: one
-run of train.py's own path (`zoo.run.training.train`, in this process, after the imports), timing
-each piece that is not a training step: building the run, the sanity check, the model summary,
-the network graph, the data's reference points, validation, generated text samples, checkpoint
-files, the test stage. CPU seconds (this process's, one torch thread) beside wall seconds: on a
-shared machine the CPU figure is the steadier one.
+an optimizer, which loads torch._dynamo), each in a fresh process that then exits, alternating;
+and train.py's imports without zoo.cli.command_main's paused and frozen garbage collector. The
+rest: one run of train.py's own path (`zoo.run.training.train`, in this process, after the
+imports), timing each piece that is not a training step: building the run, the sanity check, the
+model summary, the network graph, the data's reference points, validation, generated text
+samples, checkpoint files, the test stage. CPU seconds (this process's, one torch thread) beside
+wall seconds: on a shared machine the CPU figure is the steadier one.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ GPT_RUN = [
     "data.max_chars=86000",
 ]
 PLAIN = "import torch, numpy; torch.optim.AdamW([torch.zeros(1, requires_grad=True)])"
-ZOO = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import train; {PLAIN}"
+CHECKOUT = f"import sys; sys.path.insert(0, {str(ROOT)!r})"
+IMPORTS = {
+    "plain loop's imports": PLAIN,
+    "train.py's imports": f"{CHECKOUT}; from zoo.cli import command_main; command_main('train')",
+    "train.py's imports, collector not paused": f"{CHECKOUT}; import zoo.cli.train",
+}
 
 
 def child_seconds(code: str) -> tuple[float, float]:
@@ -65,7 +71,7 @@ def import_costs(repeats: int) -> dict[str, tuple[float, float]]:
     """Median wall and CPU seconds of each import set, alternating."""
     runs: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for _ in range(repeats):
-        for name, code in (("plain loop's imports", PLAIN), ("train.py's imports", ZOO)):
+        for name, code in IMPORTS.items():
             runs[name].append(child_seconds(code))
     return {
         name: tuple(statistics.median(v[i] for v in values) for i in range(2))

@@ -122,3 +122,16 @@ def test_the_shims_still_run(tmp_path):
             timeout=120,
         )
         assert result.returncode == 0 and result.stdout.startswith(f"usage: python {tool}.py")
+
+
+def test_a_command_imports_with_the_collector_paused_and_leaves_it_running():
+    code = (
+        "import gc; from zoo.cli import command_main; main = command_main('train'); "
+        "print(callable(main), gc.isenabled(), gc.get_freeze_count())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    is_main, enabled, frozen = result.stdout.split()
+    assert (is_main, enabled) == ("True", "True")
+    assert int(frozen) > 100_000  # torch's, Lightning's and Hydra's objects, out of collections
