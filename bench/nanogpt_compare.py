@@ -15,17 +15,19 @@ the same for Shakespeare).
 
 Each pair runs both as separate processes (one torch thread each, `OMP_NUM_THREADS=1`), in
 alternating order, and records: the whole process's wall time and CPU time (the steadier figure
-on a shared machine; it includes compiler subprocesses); training tokens/s (nanoGPT: its
-median iteration time; the zoo: tokens over the fit time it prints, which also holds its one
-validation and text sample); and the validation loss after the last step (nanoGPT: its
-estimate_loss on 20 batches, `eval_interval` = `--steps`; the zoo: val/loss over its whole
-validation split). Prints a markdown table of medians and ratios for bench/RESULTS.md.
+on a shared machine; it includes compiler subprocesses); steady-state training tokens/s
+(nanoGPT: its median iteration time; the zoo: its median step time between the training losses
+it logs, from its first logged step on, after any compile); and the validation loss after the
+last step (nanoGPT: its estimate_loss on 20 batches, `eval_interval` = `--steps`; the zoo:
+val/loss over its whole validation split). Prints a markdown table of medians and ratios for
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import os
 import pickle
 import platform
@@ -134,24 +136,30 @@ def run_zoo(text: Path, logs: Path, steps: int, extra: list[str]) -> dict[str, f
         f"paths.log_dir={logs}", *NANOGPT_OPTIMIZER, f"scheduler.pct_start={WARMUP_STEPS / steps}",
         *extra,
     ]  # fmt: skip
-    seconds, cpu, output = timed(command, ROOT)
-    fit = float(re.search(r"fit ([\d.]+) s", output).group(1))
+    seconds, cpu, _ = timed(command, ROOT)
+    step_seconds, val_loss = zoo_events(logs)
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
-        "tokens_per_s": steps * SHAPE["batch"] * SHAPE["block"] / fit,
-        "val_loss": zoo_val_loss(logs),
+        "tokens_per_s": SHAPE["batch"] * SHAPE["block"] / step_seconds,
+        "val_loss": val_loss,
     }
 
 
-def zoo_val_loss(logs: Path) -> float:
-    """The last val/loss of the newest run under `logs` (its TensorBoard event file)."""
+def zoo_events(logs: Path) -> tuple[float, float]:
+    """The newest run's median seconds per training step (between its logged train/loss_step
+    points, every trainer.log_every_n_steps steps from the first, which comes after any compile)
+    and its last val/loss, from its TensorBoard event file."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = max(logs.rglob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
     accumulator = EventAccumulator(str(events.parent))
     accumulator.Reload()
-    return accumulator.Scalars("val/loss")[-1].value
+    points = accumulator.Scalars("train/loss_step")
+    per_step = [
+        (b.wall_time - a.wall_time) / (b.step - a.step) for a, b in itertools.pairwise(points)
+    ]
+    return statistics.median(per_step), accumulator.Scalars("val/loss")[-1].value
 
 
 def main() -> None:
@@ -211,7 +219,7 @@ def report(args: argparse.Namespace, results: dict, load: list[float]) -> None:
         f"{args.steps} steps, {args.chars:,} characters"
     )
     print(
-        "\n| run | whole process s (each) | median | x nanoGPT | training tokens/s (median) "
+        "\n| run | whole process s (each) | median | x nanoGPT | steady training tokens/s (median) "
         "| x nanoGPT | val loss (median) |"
     )
     print("|---|---|---:|---:|---:|---:|---:|")
