@@ -5,11 +5,11 @@
 
 For each network (the GPT in the nanoGPT-comparison shape, 4 x 128, batch 12 x 64 tokens; the
 ViT and the CNN at their defaults on the digits' 1 x 8 x 8 images, batch 64) a compiled copy
-(`nn.Module.compile()`, as `model.compile=true` does) and an eager copy train on the same batch
-with Adam, one torch thread. Reports the first compiled step's seconds (the compile, in a fresh
-inductor cache unless --warm-cache; CPU seconds include the C++ compiler's processes) and the
-median CPU ms per step of each after warm-up, measured alternating, and the steps after which
-compiling has paid for itself.
+(`nn.Module.compile()` with zoo.tasks.base.compile_options, as `model.compile=true` does) and an
+eager copy train on the same batch with Adam, one torch thread. Reports the first compiled
+step's seconds (the compile, in a fresh inductor cache unless --warm-cache; CPU seconds include
+the C++ compiler's processes) and the median CPU ms per step of each after warm-up, measured
+alternating, and the steps after which compiling has paid for itself.
 """
 
 from __future__ import annotations
@@ -58,11 +58,13 @@ def measure(family: str, repeats: int) -> dict[str, float]:
     import torch
     import torch.nn.functional as F
 
+    from zoo.tasks.base import compile_options
+
     make, x, y, steps = case(family)
     torch.manual_seed(0)
     eager = make()
     compiled = copy.deepcopy(eager)
-    compiled.compile()
+    compiled.compile(**compile_options(torch.device("cpu")))
     optimizers = {id(net): torch.optim.Adam(net.parameters()) for net in (eager, compiled)}
 
     def step(net: torch.nn.Module) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO
 from omegaconf import OmegaConf
-from test_models import build
+from test_models import batch, build
 from torch.utils.data import DataLoader
 
 import zoo
@@ -78,6 +78,22 @@ def test_compile_option_compiles_every_network_in_place_keeping_parameter_names(
     model.on_train_start()
     assert all(is_compiled(net) for net in model.networks().values())
     assert list(model.state_dict()) == names and not model.channels_last  # CPU: no channels-last
+
+
+def test_a_network_compiled_on_a_cpu_drops_out_as_eager_does():
+    """compile=True on a CPU: dropout draws ATen's random numbers (compile_options), so a
+    compiled training forward pass gives the eager one's output for the same seed."""
+    eager, compiled = build("mlp", dropout=0.5), build("mlp", compile=True, dropout=0.5)
+    compiled.compile_in_place()
+    x, _ = batch("image", 8)
+    outputs = []
+    for seed, task in [(3, eager), (3, compiled), (4, eager)]:
+        torch.manual_seed(seed)
+        outputs.append(task.train().net(x))
+    assert is_compiled(compiled.net)
+    assert torch.equal(outputs[0], outputs[1])  # the same dropout masks
+    assert not torch.allclose(outputs[0], outputs[2])  # dropout is on: another seed, others
+    torch.compiler.reset()
 
 
 class TracedCalls(torch.nn.Module):

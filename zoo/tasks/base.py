@@ -69,6 +69,14 @@ def uses_channels_last(module: nn.Module, device: torch.device) -> bool:
     return device.type == "cuda" and any(isinstance(m, convolutions) for m in module.modules())
 
 
+def compile_options(device: torch.device) -> dict[str, Any]:
+    """torch.compile's keyword arguments for a network that trains on `device`. On a CPU,
+    random ops (dropout) call ATen's kernels as in eager mode (inductor's `fallback_random`):
+    inductor's own CPU random numbers made a dropout ViT's compiled step slower than eager
+    (bench/RESULTS.md), and ATen's keep a compiled run's dropout masks those of an eager one."""
+    return {"options": {"fallback_random": True}} if device.type == "cpu" else {}
+
+
 class Task(EpochLogging, Optimizers):
     """What every kind of learning shares; subclasses own their networks, loss and metrics,
     and declare (class attributes) what the rest of the zoo reads about them.
@@ -199,11 +207,13 @@ class Task(EpochLogging, Optimizers):
             self.compile_in_place()
 
     def compile_in_place(self) -> None:
-        """`compile=True`: torch.compile each network in place (once)."""
+        """`compile=True`: torch.compile each network in place (once), with compile_options."""
         if self.compile_networks:
+            device = self.trainer.strategy.root_device if self.trainer_attached() else self.device
+            options = compile_options(device)
             for net in self.networks().values():
                 if not is_compiled(net):
-                    net.compile()
+                    net.compile(**options)
 
     def prepare_input(self, x: Tensor) -> Tensor:
         """A batch of inputs in the memory layout the networks use."""
