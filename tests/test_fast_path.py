@@ -226,3 +226,35 @@ def test_cpu_runs_without_a_gpu_skip_nvml_in_every_optimizer_step(make_config, m
     model(torch.ones(2, 3)).sum().backward()
     optimizer.step()
     assert not calls  # torch's per-step CUDA check no longer loads NVML
+
+
+def test_a_compiled_fit_runs_a_short_last_batch_eagerly_then_leaves_torchs_default():
+    """compile=True: the first training step compiles; after it, a batch of another shape (an
+    epoch's short last batch) runs eagerly rather than compiling a graph of its own, until the
+    fit ends."""
+    task = build("mlp", compile=True)
+    compiled_calls: list[int] = []
+
+    def counting_backend(graph: torch.fx.GraphModule, inputs: list) -> object:
+        def run(*args: torch.Tensor) -> object:
+            compiled_calls.append(len(args[-1]))
+            return graph(*args)
+
+        return run
+
+    net = torch.compile(torch.nn.Linear(4, 2), backend=counting_backend)
+    try:
+        net(torch.randn(8, 4))  # the first step compiles
+        task.on_train_batch_end(None, None, 0)
+        for size in (8, 3, 8):  # full, short last, full
+            net(torch.randn(size, 4))
+        task.on_validation_start()
+        net(torch.randn(8, 4))
+        task.evaluate_eagerly(False)  # as on_validation_end does
+        net(torch.randn(3, 4))
+        task.on_train_end()
+        net(torch.randn(3, 4))  # after the fit, torch's default: compiles for it
+    finally:
+        torch.compiler.set_stance("default")
+        torch.compiler.reset()
+    assert compiled_calls == [8, 8, 8, 3]

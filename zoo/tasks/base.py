@@ -127,6 +127,7 @@ class Task(EpochLogging, Optimizers):
         if self.scheduler_config:
             config_class(self.scheduler_config, SCHEDULERS, "scheduler")
         self.compile_networks = compile  # nn.Module.compile is a method: keep that name free
+        self.compiled_first_step = False  # compile=True: this fit's first step has compiled
         self.channels_last = False  # set in `setup` for convolutional nets on CUDA
         self.references: dict[str, float] = {}  # reference points the data offers for the scores
         # How the data normalised images (its `image_normalisation`), kept in checkpoints.
@@ -220,9 +221,21 @@ class Task(EpochLogging, Optimizers):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # --- hooks -----------------------------------------------------------------------------
-    # With `compile=True`, validation and test run eagerly: a compiled graph pays for itself
-    # over many identical training steps, while each evaluation (no grad, inference mode, a
-    # last batch of another size) would compile graphs of its own for a few batches.
+    # With `compile=True` (torch.compiler.set_stance): validation and test run eagerly, as a
+    # compiled graph pays for itself over many identical training steps, while each evaluation
+    # (no grad, inference mode, a last batch of another size) would compile graphs of its own
+    # for a few batches. Training compiles its first step; after it, a batch of another shape
+    # (an epoch's short last batch) runs eagerly instead of compiling a graph for dynamic
+    # shapes. Outside a fit, torch's default stance again.
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.compile_networks and not self.compiled_first_step:
+            self.compiled_first_step = True
+            self.evaluate_eagerly(False)
+
+    def on_train_end(self) -> None:
+        self.compiled_first_step = False
+        self.evaluate_eagerly(False)
+
     def on_validation_start(self) -> None:
         self.evaluate_eagerly(True)
 
@@ -237,8 +250,10 @@ class Task(EpochLogging, Optimizers):
         self.evaluate_eagerly(False)
 
     def evaluate_eagerly(self, eager: bool) -> None:
+        """compile=True: evaluation's stance (eager), or training's (see above)."""
         if self.compile_networks:
-            torch.compiler.set_stance("force_eager" if eager else "default")
+            training = "eager_on_recompile" if self.compiled_first_step else "default"
+            torch.compiler.set_stance("force_eager" if eager else training)
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch("train")
