@@ -107,27 +107,36 @@ def test_two_nodes_train_one_model_with_ddp(tmp_path):
         "trainer.precision=32-true", "trainer.benchmark=false", "trainer.max_epochs=1",
         "model=mlp", f"hydra.run.dir={run_dir}", *QUIET,
     ]  # fmt: skip
-    nodes = [
-        subprocess.Popen(
-            [*torchrun, f"--node_rank={rank}", *rendezvous, str(REPO / "train.py"), *overrides],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-        )
-        for rank in (0, 1)
-    ]
-    outputs = []
+    # Each node writes to a file: a pipe read one node after the other could fill up and stall
+    # the other node mid-training, and with it the first one at its next collective.
+    logs = [tmp_path / f"node{rank}.log" for rank in (0, 1)]
+    nodes = []
+    for rank, log in enumerate(logs):
+        with open(log, "w") as output:
+            nodes.append(
+                subprocess.Popen(
+                    [*torchrun, f"--node_rank={rank}", *rendezvous, str(REPO / "train.py"),
+                     *overrides],
+                    cwd=tmp_path,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+                )
+            )  # fmt: skip
     try:
         for node in nodes:
-            outputs.append(node.communicate(timeout=300)[0])
+            node.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        pass
     finally:
         for node in nodes:
-            if node.poll() is None:
+            if node.poll() is None:  # a hang: stop both, and show what each node printed
                 os.killpg(node.pid, signal.SIGKILL)
-    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+                node.wait()
+    outputs = [log.read_text() for log in logs]
+    tails = f"node 0:\n{outputs[0][-3000:]}\nnode 1:\n{outputs[1][-3000:]}"
+    assert [node.returncode for node in nodes] == [0, 0], tails
     assert "MEMBER: 1/2" in outputs[0] and "MEMBER: 2/2" in outputs[1]
     assert outputs[0].count("test/acc") == 1 and "test/acc" not in outputs[1]  # rank 0 reports
     # Each node trained on its half of every epoch: half the steps of a one-process run.
