@@ -3,7 +3,6 @@ tool in this package; the root scripts (`python train.py ...`) call the same mai
 
 from __future__ import annotations
 
-import atexit
 import gc
 import importlib
 import sys
@@ -45,7 +44,8 @@ def command_main(command: str) -> Callable[[], object]:
     The collector would traverse them again and again as they arrive, and once more at
     interpreter exit; `gc.freeze()` moves them out of every later collection instead (the little
     garbage the imports leave in cycles is never freed). Start and exit get seconds faster on a
-    CPU (bench/RESULTS.md, fixed costs).
+    CPU (bench/RESULTS.md, fixed costs). What the command builds stays collectable: freezing it
+    too at exit left a DDP process hung in its process group's teardown about one run in ten.
     """
     gc.disable()
     try:
@@ -53,7 +53,6 @@ def command_main(command: str) -> Callable[[], object]:
     finally:
         gc.freeze()
         gc.enable()
-    atexit.register(gc.freeze)  # what the run built, too, is left to the process's exit
     return main
 
 
