@@ -117,7 +117,7 @@ def test_compiled_tasks_validate_and_test_eagerly(compile):
     net = torch.compile(TracedCalls(), backend="eager")  # dynamo's tracing, without inductor
     x = torch.randn(3, 4)
     for start, end in [
-        (task.on_validation_start, lambda: task.evaluate_eagerly(False)),
+        (task.on_validation_start, lambda: task.set_compile_stance(False)),
         (task.on_test_start, task.on_test_end),
     ]:
         net(x)
@@ -250,7 +250,7 @@ def test_a_compiled_fit_runs_a_short_last_batch_eagerly_then_leaves_torchs_defau
             net(torch.randn(size, 4))
         task.on_validation_start()
         net(torch.randn(8, 4))
-        task.evaluate_eagerly(False)  # as on_validation_end does
+        task.set_compile_stance(False)  # as on_validation_end does
         net(torch.randn(3, 4))
         task.on_train_end()
         net(torch.randn(3, 4))  # after the fit, torch's default: compiles for it

@@ -230,30 +230,30 @@ class Task(EpochLogging, Optimizers):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.compile_networks and not self.compiled_first_step:
             self.compiled_first_step = True
-            self.evaluate_eagerly(False)
+            self.set_compile_stance(False)
 
     def on_train_end(self) -> None:
         self.compiled_first_step = False
-        self.evaluate_eagerly(False)
+        self.set_compile_stance(False)
 
     def on_validation_start(self) -> None:
-        self.evaluate_eagerly(True)
+        self.set_compile_stance(True)
 
     def on_validation_end(self) -> None:
-        self.evaluate_eagerly(False)
+        self.set_compile_stance(False)
         self.check_scheduler_monitor()
 
     def on_test_start(self) -> None:
-        self.evaluate_eagerly(True)
+        self.set_compile_stance(True)
 
     def on_test_end(self) -> None:
-        self.evaluate_eagerly(False)
+        self.set_compile_stance(False)
 
-    def evaluate_eagerly(self, eager: bool) -> None:
+    def set_compile_stance(self, evaluating: bool) -> None:
         """compile=True: evaluation's stance (eager), or training's (see above)."""
         if self.compile_networks:
             training = "eager_on_recompile" if self.compiled_first_step else "default"
-            torch.compiler.set_stance("force_eager" if eager else training)
+            torch.compiler.set_stance("force_eager" if evaluating else training)
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch("train")
