@@ -21,6 +21,7 @@ import datetime
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -147,7 +148,10 @@ def run_costs(overrides: list[str]) -> tuple[dict[str, list[float]], float]:
     HydraConfig.instance().set_config(config)  # as train.py's @hydra.main does
     with open_dict(config):
         del config["hydra"]
-    training.train(config)
+    try:
+        training.train(config)
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
     seconds = dict(clock.seconds)
     inside = [
         "sanity check + validation (incl. samples)",

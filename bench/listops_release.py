@@ -33,11 +33,12 @@ def accuracy_on(examples: list, run: Path) -> float:
     config = OmegaConf.load(run / ".hydra" / "config.yaml")
     best = max((run / "checkpoints").glob("best-*.ckpt"), key=lambda path: path.stat().st_mtime)
     task = zoo.load(str(best))
-    data = ListOpsDataModule(data_dir=tempfile.mkdtemp(), batch_size=config.data.batch_size)
-    data.use("tree" if "tree" in task.net.accepts else "tokens")
-    data.examples = {"test": examples}
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    (metrics,) = trainer.test(task, dataloaders=data.test_dataloader(), verbose=False)
+    with tempfile.TemporaryDirectory() as folder:
+        data = ListOpsDataModule(data_dir=folder, batch_size=config.data.batch_size)
+        data.use("tree" if "tree" in task.net.accepts else "tokens")
+        data.examples = {"test": examples}
+        trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+        (metrics,) = trainer.test(task, dataloaders=data.test_dataloader(), verbose=False)
     return metrics["test/acc"]
 
 

@@ -33,6 +33,7 @@ import pickle
 import platform
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -174,6 +175,14 @@ def main() -> None:
     if not (args.nanogpt / "train.py").is_file() or not (args.nanogpt / "model.py").is_file():
         sys.exit(f"error: {args.nanogpt} is not a nanoGPT checkout (no train.py / model.py)")
     work = Path(tempfile.mkdtemp(prefix="zoo-nanogpt-"))
+    try:
+        compare(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the text and both sides' logs, ~140 MB
+
+
+def compare(args: argparse.Namespace, work: Path) -> None:
+    """Alternating pairs of nanoGPT and zoo runs in `work`, then the report."""
     text = prepare(work, args.chars)
     extras = {"zoo": []}
     if args.fused:

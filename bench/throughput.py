@@ -19,11 +19,13 @@ over the same 60000x1x28x28 tensors. Prints a markdown report to paste into benc
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import datetime
 import logging
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -54,6 +56,7 @@ from zoo.tasks.base import uses_channels_last
 register()  # conf/'s resolvers, as `zoo train` registers them
 
 FID_CACHE = tempfile.mkdtemp(prefix="zoo-bench-fid-")
+atexit.register(shutil.rmtree, FID_CACHE, ignore_errors=True)
 
 
 class SyntheticImages(TensorDataModule):

@@ -121,7 +121,9 @@ def test_two_nodes_train_one_model_with_ddp(tmp_path):
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+                    # TMPDIR: torchrun's agent keeps its logs in a temporary folder it leaves
+                    env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+                         "TMPDIR": str(tmp_path)},
                 )
             )  # fmt: skip
     try:
