@@ -15,13 +15,11 @@ alternating, and the steps after which compiling has paid for itself.
 from __future__ import annotations
 
 import argparse
-import atexit
 import copy
 import datetime
 import os
 import platform
 import resource
-import shutil
 import statistics
 import sys
 import tempfile
@@ -105,9 +103,8 @@ def main() -> None:
     parser.add_argument("--warm-cache", action="store_true", help="keep inductor's usual cache")
     args = parser.parse_args()
     if not args.warm_cache:
-        cold_cache = tempfile.mkdtemp(prefix="zoo-inductor-")
-        atexit.register(shutil.rmtree, cold_cache, ignore_errors=True)
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cold_cache
+        cold_cache = tempfile.TemporaryDirectory(prefix="zoo-inductor-")  # removed at exit
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cold_cache.name
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     import torch
 

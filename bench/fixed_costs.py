@@ -21,7 +21,6 @@ import datetime
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -138,7 +137,8 @@ def run_costs(overrides: list[str]) -> tuple[dict[str, list[float]], float]:
     clock.wrap(_EvaluationLoop, "run", "sanity check + validation (incl. samples)")
     clock.wrap(L.Trainer, "fit", "fit")
     clock.wrap(training, "train", "train() in all")
-    logs = tempfile.mkdtemp(prefix="zoo-fixed-costs-")
+    folder = tempfile.TemporaryDirectory(prefix="zoo-fixed-costs-")
+    logs = folder.name
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         config = compose("config", overrides=[*overrides, "threads=1"], return_hydra_config=True)
     with open_dict(config):
@@ -148,10 +148,8 @@ def run_costs(overrides: list[str]) -> tuple[dict[str, list[float]], float]:
     HydraConfig.instance().set_config(config)  # as train.py's @hydra.main does
     with open_dict(config):
         del config["hydra"]
-    try:
+    with folder:
         training.train(config)
-    finally:
-        shutil.rmtree(logs, ignore_errors=True)
     seconds = dict(clock.seconds)
     inside = [
         "sanity check + validation (incl. samples)",

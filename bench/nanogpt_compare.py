@@ -33,7 +33,6 @@ import pickle
 import platform
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -174,11 +173,8 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.nanogpt / "train.py").is_file() or not (args.nanogpt / "model.py").is_file():
         sys.exit(f"error: {args.nanogpt} is not a nanoGPT checkout (no train.py / model.py)")
-    work = Path(tempfile.mkdtemp(prefix="zoo-nanogpt-"))
-    try:
-        compare(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)  # the text and both sides' logs, ~140 MB
+    with tempfile.TemporaryDirectory(prefix="zoo-nanogpt-") as work:  # text and logs, ~140 MB
+        compare(args, Path(work))
 
 
 def compare(args: argparse.Namespace, work: Path) -> None:

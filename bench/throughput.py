@@ -19,13 +19,11 @@ over the same 60000x1x28x28 tensors. Prints a markdown report to paste into benc
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import datetime
 import logging
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -55,8 +53,8 @@ from zoo.tasks.base import uses_channels_last
 
 register()  # conf/'s resolvers, as `zoo train` registers them
 
-FID_CACHE = tempfile.mkdtemp(prefix="zoo-bench-fid-")
-atexit.register(shutil.rmtree, FID_CACHE, ignore_errors=True)
+FID_CACHE_DIR = tempfile.TemporaryDirectory(prefix="zoo-bench-fid-")  # removed at exit
+FID_CACHE = FID_CACHE_DIR.name
 
 
 class SyntheticImages(TensorDataModule):
